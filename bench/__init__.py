@@ -1,0 +1,1 @@
+"""botlab benchmarks: `make bench` runs them and writes numbers to bench/results/."""

@@ -1,0 +1,18 @@
+"""Run every benchmark: `python -m bench [name ...]`."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import cli_startup
+
+BENCHMARKS = {"cli_startup": cli_startup.run}
+
+
+def main(names: list[str]) -> None:
+    for name in names or list(BENCHMARKS):
+        BENCHMARKS[name]()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,256 @@
+"""The `botlab` command line: parse flags, call botlab.app, render results, map exit codes.
+
+No logic lives here, and nothing heavy is imported at module level: `botlab --help` must
+stay fast, so the core and the clients load inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from botlab import __version__
+from botlab.errors import BotlabError, ExitStatus, InputError
+
+if TYPE_CHECKING:
+    from botlab.app import Environment
+    from botlab.inventory import Inventory
+    from botlab.report import Reporter
+
+EXIT_CODES = """\b
+Exit codes:
+  0  done
+  1  a stage failed (fix the cause; `botlab up` resumes it)
+  2  bad input or usage (nothing was touched)
+  3  another run holds the lab's lock"""
+
+
+@dataclass
+class Options:
+    env: Environment
+    inventory: str | None
+    verbose: bool
+    output: str
+
+    @property
+    def json(self) -> bool:
+        return self.output == "json"
+
+    def load(self) -> Inventory:
+        from botlab import app
+
+        return app.load(self.env, self.inventory)
+
+    def reporter(self) -> Reporter:
+        from botlab.report import PlainReporter, RichReporter, SilentReporter
+
+        if self.json:
+            return SilentReporter()
+        if self.env.interactive:
+            return RichReporter(self.verbose)
+        return PlainReporter(self.env.stderr, self.verbose)
+
+    def emit(self, text: str, doc: Any) -> None:
+        from botlab.secrets import redact
+        from botlab.views import to_json
+
+        click.echo(redact(to_json(doc) if self.json else text), file=self.env.stdout)
+
+
+def _exit(status: ExitStatus) -> NoReturn:
+    raise SystemExit(int(status))
+
+
+pass_options = click.make_pass_decorator(Options)
+
+
+@click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-i",
+    "--inventory",
+    metavar="PATH",
+    help="Inventory file or its folder (default: $BOTLAB_INVENTORY, else the only "
+    "inventory/*/lab.yaml here).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Show unchanged items and debug logs.")
+@click.option(
+    "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="json prints one JSON document and no progress.",
+)
+@click.version_option(__version__, prog_name="botlab")
+@click.pass_context
+def cli(ctx: click.Context, inventory: str | None, verbose: bool, output: str) -> None:
+    """Provision a GPU machine-learning lab on bare metal from one inventory.
+
+    Stages, in order: enlist, kubernetes, gpu, storage, loadbalancer, kubeflow.
+    Each is checkpointed: `botlab up` resumes where it stopped and skips finished work
+    whose inputs did not change.
+    """
+    env = ctx.obj
+    if env is None:
+        from botlab.app import Environment
+
+        env = Environment()
+    ctx.obj = Options(env, inventory, verbose, output)
+
+
+@cli.command()
+@pass_options
+def validate(opts: Options) -> None:
+    """Check the inventory: schema, cross-references, files. Touches nothing."""
+    inv = opts.load()
+    opts.emit(
+        f"{inv.path}: ok (lab {inv.name}, {len(inv.machines)} machines)",
+        {"ok": True, "inventory": str(inv.path), "lab": inv.name, "machines": len(inv.machines)},
+    )
+
+
+@cli.command()
+@click.argument("stage", required=False)
+@pass_options
+def plan(opts: Options, stage: str | None) -> None:
+    """Show what each stage (through STAGE) would change now, with reasons. Changes nothing."""
+    from botlab import app, views
+
+    plans = app.plan(opts.env, opts.load(), stage)
+    opts.emit(views.plan_text(plans, opts.verbose), views.plan_json(plans))
+
+
+def _finish_run(opts: Options, result: Any, command: str) -> None:
+    from botlab import views
+
+    opts.emit(views.run_text(result, command), views.run_json(result))
+    if not result.ok:
+        _exit(ExitStatus.STAGE_FAILED)
+
+
+@cli.command()
+@click.argument("stage", required=False)
+@click.option("--from", "from_stage", metavar="STAGE", help="Start at STAGE (earlier ones must be done).")
+@click.option("--only", metavar="STAGE", help="Run only STAGE (earlier ones must be done).")
+@click.option("--force", is_flag=True, help="Plan, apply and verify even stages that are done.")
+@pass_options
+def up(opts: Options, stage: str | None, from_stage: str | None, only: str | None, force: bool) -> None:
+    """Run the stages through STAGE (all by default), resuming where the last run stopped."""
+    from botlab import app
+
+    inv = opts.load()
+    reporter = opts.reporter()
+    try:
+        result = app.up(opts.env, inv, reporter, target=stage, from_stage=from_stage, only=only,
+                        force=force)
+    finally:
+        reporter.close()
+    _finish_run(opts, result, "up")
+
+
+@cli.command()
+@pass_options
+def status(opts: Options) -> None:
+    """Show each stage's status, when it ran, how long it took, and per-machine progress."""
+    from botlab import app, views
+
+    view = app.status(opts.env, opts.load())
+    opts.emit(views.status_text(view), views.status_json(view))
+
+
+def _confirm(opts: Options, yes: bool, what: str) -> None:
+    from botlab import app
+
+    app.require_yes(
+        yes, opts.env.interactive and sys.stdin.isatty(),
+        lambda: click.confirm(f"{what}?", default=False, err=True), what,
+    )
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_options
+def down(opts: Options, yes: bool) -> None:
+    """Tear the lab down, stages in reverse order."""
+    from botlab import app
+
+    inv = opts.load()
+    _confirm(opts, yes, f"Tear down lab '{inv.name}'")
+    reporter = opts.reporter()
+    try:
+        result = app.down(opts.env, inv, reporter)
+    finally:
+        reporter.close()
+    _finish_run(opts, result, "down")
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_options
+def rebuild(opts: Options, yes: bool) -> None:
+    """Tear the lab down, then build it again from the inventory."""
+    from botlab import app
+
+    inv = opts.load()
+    _confirm(opts, yes, f"Rebuild lab '{inv.name}' (everything is torn down first)")
+    reporter = opts.reporter()
+    try:
+        result = app.down(opts.env, inv, reporter)
+        if result.ok:
+            result = app.up(opts.env, inv, reporter, command="rebuild")
+    finally:
+        reporter.close()
+    _finish_run(opts, result, "rebuild")
+
+
+@cli.command()
+@click.argument("stage", required=False)
+@pass_options
+def logs(opts: Options, stage: str | None) -> None:
+    """Show the events of the last run (of STAGE, if given)."""
+    from botlab import app, views
+
+    events = app.logs(opts.env, opts.load(), stage)
+    opts.emit(views.events_text(events), views.events_json(events))
+
+
+def _report_error(opts: Options | None, exc: BotlabError, stderr: Any) -> None:
+    from botlab.views import to_json
+
+    lines = [str(p) for p in exc.problems] if isinstance(exc, InputError) else [str(exc)]
+    for line in lines:
+        click.echo(f"botlab: error: {line}" if not isinstance(exc, InputError) else line, file=stderr)
+    if opts is not None and opts.json:
+        click.echo(to_json({"error": lines, "exit_status": int(exc.exit_status)}), file=opts.env.stdout)
+
+
+def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    """Entry point: returns the exit status instead of raising it (tests call this)."""
+    stderr = env.stderr if env is not None else sys.stderr
+    ctx: click.Context | None = None
+    try:
+        ctx = cli.make_context("botlab", list(sys.argv[1:] if argv is None else argv), obj=env)
+        with ctx:
+            cli.invoke(ctx)
+    except BotlabError as exc:
+        opts = ctx.obj if ctx is not None and isinstance(ctx.obj, Options) else None
+        _report_error(opts, exc, stderr)
+        return int(exc.exit_status)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show(file=stderr)
+        return int(ExitStatus.BAD_INPUT)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", file=stderr)
+        return 130
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        click.echo("interrupted; run `botlab up` to resume", file=stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
