@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.common import write_result
 
-HEAVY = ("juju", "maas", "kubernetes", "fabric", "paramiko", "aiohttp", "rich")
+HEAVY = ("juju", "maas.client", "kubernetes", "fabric", "paramiko", "aiohttp", "rich")
 
 
 def run(repeat: int = 15) -> dict[str, Any]:

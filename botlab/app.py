@@ -150,8 +150,7 @@ def up(
     pipeline = Pipeline(env.stages())
     with _Session(env, inventory, command) as session:
         assert session.store is not None
-        probe = RunContext(inventory, session.store, reporter, env.drivers(inventory, env.environ),
-                           env.environ)
+        probe = RunContext(inventory, session.store, reporter, env.drivers(inventory, env.environ), env.environ)
         stages = pipeline.select(probe, target=target, from_stage=from_stage, only=only)
         asyncio.run(pipeline.precheck(probe, stages))
         session.begin_run()
@@ -186,8 +185,7 @@ def plan(env: Environment, inventory: Inventory, target: str | None) -> list[Sta
     pipeline = Pipeline(env.stages())
     store = StateStore.open_existing(inventory.state_dir)
     try:
-        ctx = RunContext(inventory, store, SilentReporter(), env.drivers(inventory, env.environ),
-                         env.environ)
+        ctx = RunContext(inventory, store, SilentReporter(), env.drivers(inventory, env.environ), env.environ)
         pipeline.through(target)  # unknown stage -> UsageError before any connection
         asyncio.run(pipeline.precheck(ctx, pipeline.through(target)))
         plans: list[StagePlan] = asyncio.run(_with_drivers(ctx, pipeline.plan(ctx, target)))

@@ -73,12 +73,14 @@ pass_options = click.make_pass_decorator(Options)
     "-i",
     "--inventory",
     metavar="PATH",
-    help="Inventory file or its folder (default: $BOTLAB_INVENTORY, else the only "
-    "inventory/*/lab.yaml here).",
+    help="Inventory file or its folder (default: $BOTLAB_INVENTORY, else the only inventory/*/lab.yaml here).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Show unchanged items and debug logs.")
 @click.option(
-    "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
     help="json prints one JSON document and no progress.",
 )
 @click.version_option(__version__, prog_name="botlab")
@@ -141,8 +143,7 @@ def up(opts: Options, stage: str | None, from_stage: str | None, only: str | Non
     inv = opts.load()
     reporter = opts.reporter()
     try:
-        result = app.up(opts.env, inv, reporter, target=stage, from_stage=from_stage, only=only,
-                        force=force)
+        result = app.up(opts.env, inv, reporter, target=stage, from_stage=from_stage, only=only, force=force)
     finally:
         reporter.close()
     _finish_run(opts, result, "up")
@@ -162,8 +163,10 @@ def _confirm(opts: Options, yes: bool, what: str) -> None:
     from botlab import app
 
     app.require_yes(
-        yes, opts.env.interactive and sys.stdin.isatty(),
-        lambda: click.confirm(f"{what}?", default=False, err=True), what,
+        yes,
+        opts.env.interactive and sys.stdin.isatty(),
+        lambda: click.confirm(f"{what}?", default=False, err=True),
+        what,
     )
 
 
@@ -212,6 +215,95 @@ def logs(opts: Options, stage: str | None) -> None:
 
     events = app.logs(opts.env, opts.load(), stage)
     opts.emit(views.events_text(events), views.events_json(events))
+
+
+@cli.group()
+def lab() -> None:
+    """The virtual lab: emulated MAAS and machines on loopback, for demos, rehearsals and CI."""
+
+
+LAB_DIR = click.option("--dir", "lab_dir", default="lab", show_default=True,
+                       type=click.Path(file_okay=False), help="Folder of the lab.")
+
+
+@lab.command("start")
+@LAB_DIR
+@click.option("--machines", default=5, show_default=True, type=click.IntRange(1, 2000))
+@click.option("--gpus", default=2, show_default=True, type=click.IntRange(0, 2000),
+              help="How many of the machines have GPUs (the last ones).")
+@click.option("--unenlisted", type=click.IntRange(0, 2000),
+              help="How many machines MAAS does not know yet (default: half).")
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False, exists=True),
+              help="A lab spec YAML instead of --machines/--gpus.")
+@click.option("--name", default="lab", show_default=True, help="The lab name in the inventory.")
+@click.option("--commissioning-s", type=click.FloatRange(0), help="Modelled commissioning time.")
+@click.option("--deploy-s", type=click.FloatRange(0), help="Modelled deployment time.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--maas-port", default=0, type=click.IntRange(0, 65535), help="0: any free port.")
+@pass_options
+def lab_start(opts: Options, lab_dir: str, machines: int, gpus: int, unenlisted: int | None,
+              spec_file: str | None, name: str, commissioning_s: float | None,
+              deploy_s: float | None, seed: int, maas_port: int) -> None:
+    """Start a virtual lab in the background and write DIR/inventory/lab.yaml for it."""
+    from pathlib import Path
+
+    from botlab.lab import control, specs
+
+    if gpus > machines:
+        raise click.BadParameter("cannot exceed --machines", param_hint="--gpus")
+    doc = specs.spec_document(
+        Path(spec_file) if spec_file else None, machines=machines, gpus=gpus,
+        unenlisted=unenlisted, commissioning_s=commissioning_s, deploy_s=deploy_s, seed=seed,
+    )
+    info = control.start(Path(opts.env.cwd, lab_dir), doc, name=name, maas_port=maas_port)
+    inv_dir = info.inventory.parent
+    opts.emit(
+        f"virtual lab '{info.name}' running (pid {info.pid}) in {info.dir}\n"
+        f"  MAAS:      {info.maas_url}\n"
+        f"  inventory: {info.inventory}\n"
+        f"try:  botlab -i {inv_dir} plan\n"
+        f"      botlab -i {inv_dir} up enlist\n"
+        f"stop: botlab lab stop --dir {info.dir}",
+        {"pid": info.pid, "dir": str(info.dir), "maas_url": info.maas_url,
+         "inventory": str(info.inventory), "name": info.name},
+    )
+
+
+@lab.command("stop")
+@LAB_DIR
+@pass_options
+def lab_stop(opts: Options, lab_dir: str) -> None:
+    """Stop the virtual lab (its state is lost; the inventory and keys stay)."""
+    from pathlib import Path
+
+    from botlab.lab import control
+
+    info = control.stop(Path(opts.env.cwd, lab_dir))
+    text = f"stopped the lab in {info.dir} (pid {info.pid})" if info else "no lab running there"
+    opts.emit(text, {"stopped": info is not None})
+
+
+@lab.command("status")
+@LAB_DIR
+@pass_options
+def lab_status(opts: Options, lab_dir: str) -> None:
+    """Show whether the lab runs, where, and its machines' MAAS states."""
+    from pathlib import Path
+
+    from botlab import views
+    from botlab.lab import control
+
+    info = control.read_info(Path(opts.env.cwd, lab_dir).resolve())
+    if info is None or not info.alive:
+        opts.emit("no lab running in " + lab_dir, {"running": False})
+        return
+    states = control.machine_states(info)
+    rows = [[h, s] for h, s in sorted(states.items())]
+    opts.emit(
+        f"lab '{info.name}' running (pid {info.pid}); MAAS at {info.maas_url}\n"
+        + views.table(rows, ["machine", "MAAS status"]),
+        {"running": True, "pid": info.pid, "maas_url": info.maas_url, "machines": states},
+    )
 
 
 def _report_error(opts: Options | None, exc: BotlabError, stderr: Any) -> None:

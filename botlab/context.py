@@ -68,9 +68,7 @@ class StageContext:
     def progress(self) -> dict[str, ProgressRecord]:
         return self.store.progress(self.stage)
 
-    def set_progress(
-        self, key: str, status: str, detail: str = "", data: dict[str, Any] | None = None
-    ) -> None:
+    def set_progress(self, key: str, status: str, detail: str = "", data: dict[str, Any] | None = None) -> None:
         """Record fine-grained progress (one key per machine or host) so a crash resumes here."""
         if self.run.run_id:
             self.store.set_progress(self.stage, key, status, detail, data)

@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def botlab(tmp: Path, *args: str, slow: float | None = None) -> subprocess.Popen[str]:
     world = tmp / "world"
     world.mkdir(exist_ok=True)
-    if slow is None:
+    if slow == 0:
         (world / "slow").unlink(missing_ok=True)
-    else:
+    elif slow is not None:  # None: leave it as it is (another process may be using it)
         (world / "slow").write_text(str(slow))
     env = dict(os.environ, BOTLAB_TEST_WORLD=str(world), BOTLAB_TEST_MAAS_KEY="k",
                PYTHONPATH=str(ROOT))
@@ -70,7 +70,7 @@ def test_kill_9_at_random_points_never_corrupts_state_and_next_up_completes(tmp_
             store = StateStore.open_existing(state_dir)
             assert store.integrity_ok(), f"kill point {i}: database corrupted"
             store.close()
-        done = botlab(lab, "--output", "json", "up")
+        done = botlab(lab, "--output", "json", "up", slow=0)
         out, err = done.communicate(timeout=60)
         assert done.returncode == 0, f"kill point {i}: next up failed: {err}"
         result = json.loads(out)
@@ -111,7 +111,7 @@ def test_lock_left_by_a_killed_process_is_taken_over(tmp_path: Path) -> None:
     first.send_signal(signal.SIGKILL)
     first.communicate()
     assert lock_holder(state_dir) == first.pid  # the record is still there
-    second = botlab(tmp_path, "--output", "json", "up")
+    second = botlab(tmp_path, "--output", "json", "up", slow=0)
     _out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
     store = StateStore.open_existing(state_dir)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make demo`: start the virtual lab, then run botlab on it end to end as an operator would.
+# KEEP_LAB=1 leaves the lab running afterwards (stop it with `botlab lab stop --dir lab`).
+set -euo pipefail
+BIN=${BIN:-.venv/bin}
+LAB=${LAB:-lab}
+botlab() { "$BIN/botlab" "$@"; }
+
+botlab lab stop --dir "$LAB" >/dev/null 2>&1 || true
+rm -rf "$LAB/inventory/.botlab"
+if [ "${KEEP_LAB:-0}" != 1 ]; then
+  trap 'botlab lab stop --dir "$LAB"' EXIT
+fi
+
+echo "### botlab lab start: an emulated MAAS with 6 machines (2 with GPUs, 3 not enlisted yet)"
+botlab lab start --dir "$LAB" --machines 6 --gpus 2 --unenlisted 3 --commissioning-s 3 --name demo
+INV="$LAB/inventory"
+
+echo; echo "### botlab validate"
+botlab -i "$INV" validate
+echo; echo "### botlab plan enlist (before anything exists)"
+botlab -i "$INV" plan enlist
+echo; echo "### botlab up enlist"
+botlab -i "$INV" up enlist
+echo; echo "### botlab up enlist, again: done stages are only verified"
+botlab -i "$INV" up enlist
+echo; echo "### botlab status"
+botlab -i "$INV" status
+echo; echo "### botlab lab status"
+botlab lab status --dir "$LAB"
