@@ -213,9 +213,7 @@ class Pipeline:
                 return s
         known = ", ".join(self.order) or "none"
         if name in STAGE_ORDER:
-            raise UsageError(
-                f"stage '{name}' is not available in this version of botlab (available: {known})"
-            )
+            raise UsageError(f"stage '{name}' is not available in this version of botlab (available: {known})")
         raise UsageError(f"unknown stage '{name}' (stages: {known})")
 
     def through(self, target: str | None) -> list[Stage]:
@@ -274,9 +272,7 @@ class Pipeline:
         for stage in self.through(target):
             sctx = ctx.for_stage(stage.name)
             inputs = self._inputs(stage, sctx)
-            decision = decide(
-                ctx.store.stage(stage.name), fingerprint_of(stage, inputs), inputs, force=False
-            )
+            decision = decide(ctx.store.stage(stage.name), fingerprint_of(stage, inputs), inputs, force=False)
             changes = await stage.plan(sctx)
             note = ""
             waits = [u for u in stage.upstream if u in will_run]
@@ -334,10 +330,7 @@ class Pipeline:
             outcome.checks = await stage.verify(sctx)
             failing = [c for c in outcome.checks if not c.ok]
             if failing:
-                raise StageError(
-                    "verify failed after apply: "
-                    + "; ".join(f"{c.name}: {c.detail}" for c in failing)
-                )
+                raise StageError("verify failed after apply: " + "; ".join(f"{c.name}: {c.detail}" for c in failing))
             ctx.store.stage_done(stage.name, outputs)
             return outcome
         except Exception as exc:  # every failure is recorded, bugs included
@@ -351,9 +344,7 @@ class Pipeline:
             ctx.reporter.stage_end(outcome)
 
     @staticmethod
-    def _record_failure(
-        ctx: RunContext, stage: Stage, outcome: StageOutcome, exc: BaseException
-    ) -> None:
+    def _record_failure(ctx: RunContext, stage: Stage, outcome: StageOutcome, exc: BaseException) -> None:
         if isinstance(exc, BotlabError):
             message = str(exc)
         else:

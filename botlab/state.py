@@ -214,9 +214,7 @@ class StateStore:
         names = [r[0] for r in self._query("SELECT name FROM stages")]
         return {n: rec for n in names if (rec := self.stage(n)) is not None}
 
-    def stage_started(
-        self, name: str, fingerprint: str, inputs: dict[str, Any], run_id: int
-    ) -> None:
+    def stage_started(self, name: str, fingerprint: str, inputs: dict[str, Any], run_id: int) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO stages (name, status, fingerprint, inputs, started_at, ended_at,"
@@ -269,8 +267,7 @@ class StateStore:
 
     def progress(self, stage: str) -> dict[str, ProgressRecord]:
         rows = self._query(
-            "SELECT stage, key, status, detail, data, updated_at FROM progress"
-            " WHERE stage=? ORDER BY key",
+            "SELECT stage, key, status, detail, data, updated_at FROM progress WHERE stage=? ORDER BY key",
             (stage,),
         )
         return {r[1]: ProgressRecord(r[0], r[1], r[2], r[3], _load(r[4]) or {}, r[5]) for r in rows}
@@ -322,8 +319,7 @@ class StateStore:
 
     def runs(self, limit: int = 20) -> list[Run]:
         rows = self._query(
-            "SELECT id, command, pid, host, started_at, ended_at, result FROM runs"
-            " ORDER BY id DESC LIMIT ?",
+            "SELECT id, command, pid, host, started_at, ended_at, result FROM runs ORDER BY id DESC LIMIT ?",
             (limit,),
         )
         return [Run(*r) for r in rows]
@@ -386,8 +382,7 @@ class LabLock:
                 else "another process"
             )
             raise LockedError(
-                f"{self.path.parent.parent}: locked by {who}; wait for it to finish"
-                " or stop it, then run again"
+                f"{self.path.parent.parent}: locked by {who}; wait for it to finish or stop it, then run again"
             ) from None
         self.stale = self._read(fd)
         record = {

@@ -87,8 +87,7 @@ def status_text(view: StatusView) -> str:
             rows.append([name, "pending", "-", "-", ""])
             continue
         rows.append(
-            [name, rec.status, _when(rec.started_at), _took(rec.started_at, rec.ended_at),
-             (rec.error or "")[:80]]
+            [name, rec.status, _when(rec.started_at), _took(rec.started_at, rec.ended_at), (rec.error or "")[:80]]
         )
     out = [table(rows, ["stage", "status", "started", "took", "last error"])]
     for name in view.order:
@@ -126,15 +125,15 @@ def status_json(view: StatusView) -> dict[str, Any]:
 
 
 def events_text(events: list[Event]) -> str:
-    return "\n".join(
-        f"{_when(e.ts)} {e.level:<7} {e.stage or '-':<12} {e.message}" for e in events
-    ) or "no events recorded"
+    return (
+        "\n".join(f"{_when(e.ts)} {e.level:<7} {e.stage or '-':<12} {e.message}" for e in events)
+        or "no events recorded"
+    )
 
 
 def events_json(events: list[Event]) -> dict[str, Any]:
     return {
         "events": [
-            {"ts": e.ts, "run": e.run_id, "stage": e.stage, "level": e.level, "message": e.message}
-            for e in events
+            {"ts": e.ts, "run": e.run_id, "stage": e.stage, "level": e.level, "message": e.message} for e in events
         ]
     }

@@ -77,6 +77,13 @@ def count_gpus(lshw_xml: bytes | str) -> int:
     return count
 
 
+def _retryable(exc: Exception) -> bool:
+    """aiohttp's transport errors, and libmaas's RemoteError for a 502/503/504 describe."""
+    if type(exc).__module__.startswith("aiohttp"):
+        return True
+    return type(exc).__name__ == "RemoteError" and any(f" {s} " in str(exc) for s in RETRY_STATUSES)
+
+
 class MaasDriver:
     """One connection to one MAAS, shared by every task of a stage."""
 
@@ -125,27 +132,32 @@ class MaasDriver:
                     elif status == 401:
                         raise StageError(
                             f"MAAS at {self.url} refused the API key (HTTP 401: {body[:120]})",
-                            system="MAAS", operation=operation,
+                            system="MAAS",
+                            operation=operation,
                             hint=f"check the key in {self.key_source} (consumer:token:secret"
                             " from `maas apikey --username=...`), then run `botlab up` again",
                         ) from None
                     else:
                         raise StageError(
                             f"HTTP {status}: {body[:300]}",
-                            system="MAAS", operation=operation, where=where,
+                            system="MAAS",
+                            operation=operation,
+                            where=where,
                             hint="see the MAAS UI or logs for this machine",
                         ) from None
                 except (TimeoutError, OSError) as exc:
                     if delay is None:
                         raise StageError(
                             f"cannot reach MAAS at {self.url}: {exc}",
-                            system="MAAS", operation=operation, where=where,
+                            system="MAAS",
+                            operation=operation,
+                            where=where,
                             hint="check maas.url and that MAAS is running, then run `botlab up`",
                         ) from None
                     log.debug("MAAS %s: %s, retry %d in %.1fs", operation, exc, attempt + 1, delay)
-                except Exception as exc:  # aiohttp client errors are not OSErrors
-                    if type(exc).__module__.startswith("aiohttp") and delay is not None:
-                        log.debug("MAAS %s: %s, retry in %.1fs", operation, exc, delay)
+                except Exception as exc:  # aiohttp errors; libmaas's RemoteError for describe
+                    if _retryable(exc) and delay is not None:
+                        log.debug("MAAS %s: %s, retry %d in %.1fs", operation, exc, attempt + 1, delay)
                     else:
                         raise StageError(
                             f"{type(exc).__name__}: {exc}", system="MAAS", operation=operation,
@@ -176,7 +188,9 @@ class MaasDriver:
         made = await self._call(
             "create machine",
             lambda: session.Machines.create(
-                architecture=architecture, mac_addresses=list(macs), power_type=power_type,
+                architecture=architecture,
+                mac_addresses=list(macs),
+                power_type=power_type,
                 power_parameters=json.dumps(dict(power_parameters), sort_keys=True),
                 hostname=hostname,
             ),
@@ -186,18 +200,14 @@ class MaasDriver:
 
     async def commission(self, system_id: str, hostname: str) -> MaasMachine:
         session = self._session
-        data = await self._call(
-            "commission", lambda: session.Machine.commission(system_id=system_id), where=hostname
-        )
+        data = await self._call("commission", lambda: session.Machine.commission(system_id=system_id), where=hostname)
         return _machine(data)
 
     async def gpu_count(self, system_id: str, hostname: str) -> int:
         import bson
 
         session = self._session
-        raw = await self._call(
-            "read details", lambda: session.Machine.details(system_id=system_id), where=hostname
-        )
+        raw = await self._call("read details", lambda: session.Machine.details(system_id=system_id), where=hostname)
         details = bson.decode_all(raw)[0]
         return count_gpus(details.get("lshw") or b"")
 
@@ -210,8 +220,7 @@ class MaasDriver:
 
     async def create_tag(self, name: str, comment: str) -> None:
         session = self._session
-        await self._call("create tag", lambda: session.Tags.create(name=name, comment=comment),
-                         where=name)
+        await self._call("create tag", lambda: session.Tags.create(name=name, comment=comment), where=name)
 
     async def update_tag(self, name: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
         """Add and remove machines (system ids) of a tag in one request."""
@@ -226,8 +235,7 @@ class MaasDriver:
     async def tagged(self, name: str) -> set[str]:
         """System ids of the machines carrying a tag."""
         session = self._session
-        found = await self._call("list tagged machines", lambda: session.Tag.machines(name=name),
-                                 where=name)
+        found = await self._call("list tagged machines", lambda: session.Tag.machines(name=name), where=name)
         return {str(m["system_id"]) for m in found}
 
     async def delete_tag(self, name: str) -> None:

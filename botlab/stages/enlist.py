@@ -48,9 +48,7 @@ def pin_tag(inv: Inventory, hostname: str) -> str:
 
 
 def wanted_tags(inv: Inventory, machine: Machine) -> set[str]:
-    return {lab_tag(inv), pin_tag(inv, machine.hostname)} | {
-        role_tag(inv, r) for r in machine.roles
-    }
+    return {lab_tag(inv), pin_tag(inv, machine.hostname)} | {role_tag(inv, r) for r in machine.roles}
 
 
 def all_wanted_tags(inv: Inventory) -> set[str]:
@@ -180,7 +178,9 @@ class EnlistStage(Stage):
         ]
         if problems:
             raise StageError(
-                "; ".join(problems), system="MAAS", operation="enlist",
+                "; ".join(problems),
+                system="MAAS",
+                operation="enlist",
                 hint="fix the machines (or the inventory) and run `botlab up` to resume",
             )
         return self._outputs(inv, trackers, gpus)
@@ -191,8 +191,9 @@ class EnlistStage(Stage):
         if t.state is None:
             m = t.machine
             if m.power is None or not m.macs:
-                t.error = ("not known to MAAS, and the inventory gives no power parameters and"
-                           " MAC addresses to create it")
+                t.error = (
+                    "not known to MAAS, and the inventory gives no power parameters and MAC addresses to create it"
+                )
                 ctx.set_progress(host, "error", t.error)
                 return
             params = {
@@ -211,9 +212,11 @@ class EnlistStage(Stage):
         elif t.state.status in FAILED:
             await self._retry_or_fail(ctx, maas, t)
         elif t.state.status in IN_USE and pin_tag(ctx.inventory, host) not in t.state.tags:
-            t.error = (f"{t.state.status_name} in MAAS (owner {t.state.owner or 'unknown'}) but not"
-                       f" tagged for lab {ctx.inventory.name}: another user or lab may own it;"
-                       " release it in MAAS or fix the hostname")
+            t.error = (
+                f"{t.state.status_name} in MAAS (owner {t.state.owner or 'unknown'}) but not"
+                f" tagged for lab {ctx.inventory.name}: another user or lab may own it;"
+                " release it in MAAS or fix the hostname"
+            )
             ctx.set_progress(host, "error", t.error)
         else:
             ctx.show(host, t.state.status_name, t.state.system_id)
@@ -232,13 +235,17 @@ class EnlistStage(Stage):
         limit = ctx.inventory.maas.commission_retries
         retries_used = max(0, t.attempts - 1)
         if retries_used >= limit:
-            t.error = (f"{t.state.status_name} after {t.attempts} attempt(s):"
-                       f" {t.state.status_message or 'no message from MAAS'}")
+            t.error = (
+                f"{t.state.status_name} after {t.attempts} attempt(s):"
+                f" {t.state.status_message or 'no message from MAAS'}"
+            )
             t.finished = time.monotonic()
             ctx.set_progress(t.machine.hostname, "failed", t.error, {"attempts": t.attempts})
             return
-        ctx.note(f"{t.machine.hostname}: {t.state.status_name} ({t.state.status_message});"
-                 f" retrying ({retries_used + 1} of {limit})")
+        ctx.note(
+            f"{t.machine.hostname}: {t.state.status_name} ({t.state.status_message});"
+            f" retrying ({retries_used + 1} of {limit})"
+        )
         await self._commission(ctx, maas, t)
 
     async def _wait(self, ctx: StageContext, maas: MaasDriver, trackers: dict[str, Tracker]) -> None:
@@ -249,18 +256,18 @@ class EnlistStage(Stage):
         durations: list[float] = []
 
         def pending() -> list[Tracker]:
-            return [t for t in trackers.values()
-                    if t.error is None and t.state is not None and not self._settled(t.state)]
+            return [
+                t for t in trackers.values() if t.error is None and t.state is not None and not self._settled(t.state)
+            ]
 
         while pending():
             now = time.monotonic()
             if now >= deadline:
-                waiting = ", ".join(
-                    f"{t.machine.hostname} ({t.state.status_name})" for t in pending() if t.state
-                )
+                waiting = ", ".join(f"{t.machine.hostname} ({t.state.status_name})" for t in pending() if t.state)
                 raise StageError(
                     f"timed out after {inv.maas.timeout}s waiting for: {waiting}",
-                    system="MAAS", operation="wait for Ready",
+                    system="MAAS",
+                    operation="wait for Ready",
                     hint="check those machines in MAAS (power, PXE boot), or raise maas.timeout;"
                     " `botlab up` resumes without commissioning anything twice",
                 )
@@ -269,7 +276,7 @@ class EnlistStage(Stage):
             hosts = [t.machine.hostname for t in pending()]
             latest: dict[str, MaasMachine] = {}
             for i in range(0, len(hosts), LIST_BATCH):
-                for m in await maas.machines(hosts[i:i + LIST_BATCH]):
+                for m in await maas.machines(hosts[i : i + LIST_BATCH]):
                     latest[m.hostname] = m
             retry: list[Tracker] = []
             for host in hosts:
@@ -291,8 +298,7 @@ class EnlistStage(Stage):
             await asyncio.gather(*(self._retry_or_fail(ctx, maas, t) for t in retry))
         for t in trackers.values():
             if t.error is None and t.state is not None and not usable(t.state):
-                t.error = (f"{t.state.status_name} in MAAS"
-                           f" ({t.state.status_message or 'no message'}): fix it in MAAS")
+                t.error = f"{t.state.status_name} in MAAS ({t.state.status_message or 'no message'}): fix it in MAAS"
                 ctx.set_progress(t.machine.hostname, "error", t.error, {"attempts": t.attempts})
 
     @staticmethod
@@ -318,16 +324,20 @@ class EnlistStage(Stage):
                 continue
             msgs = []
             if hw.cores is not None and state.cpu_count != hw.cores:
-                msgs.append(f"cores: inventory says {hw.cores}, MAAS found {state.cpu_count}"
-                            f" ({inv.where_machine(host, 'hardware.cores')})")
-            if hw.memory_mib is not None and abs(state.memory_mib - hw.memory_mib) > (
-                MEMORY_TOLERANCE * hw.memory_mib
-            ):
-                msgs.append(f"memory: inventory says {hw.memory_mib} MiB, MAAS found"
-                            f" {state.memory_mib} MiB ({inv.where_machine(host, 'hardware.memory')})")
+                msgs.append(
+                    f"cores: inventory says {hw.cores}, MAAS found {state.cpu_count}"
+                    f" ({inv.where_machine(host, 'hardware.cores')})"
+                )
+            if hw.memory_mib is not None and abs(state.memory_mib - hw.memory_mib) > (MEMORY_TOLERANCE * hw.memory_mib):
+                msgs.append(
+                    f"memory: inventory says {hw.memory_mib} MiB, MAAS found"
+                    f" {state.memory_mib} MiB ({inv.where_machine(host, 'hardware.memory')})"
+                )
             if gpus[host] != hw.gpus:
-                msgs.append(f"gpus: inventory says {hw.gpus}, MAAS commissioning found {gpus[host]}"
-                            f" ({inv.where_machine(host, 'hardware.gpus')})")
+                msgs.append(
+                    f"gpus: inventory says {hw.gpus}, MAAS commissioning found {gpus[host]}"
+                    f" ({inv.where_machine(host, 'hardware.gpus')})"
+                )
             if msgs:
                 out[host] = [f"{host}: hardware mismatch: {m}" for m in msgs]
                 ctx.set_progress(host, "hardware mismatch", "; ".join(msgs), {"attempts": t.attempts})
@@ -392,8 +402,7 @@ class EnlistStage(Stage):
                 "roles": list(t.machine.roles),
                 "tags": sorted(wanted_tags(inv, t.machine)),
                 "pin_tag": pin_tag(inv, host),
-                "hardware": {"cores": t.state.cpu_count, "memory_mib": t.state.memory_mib,
-                             "gpus": gpus.get(host, 0)},
+                "hardware": {"cores": t.state.cpu_count, "memory_mib": t.state.memory_mib, "gpus": gpus.get(host, 0)},
             }
         return {"machines": machines, "lab_tag": lab_tag(inv)}
 

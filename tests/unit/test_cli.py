@@ -11,6 +11,7 @@ import pytest
 
 from botlab.app import Environment
 from botlab.cli import main
+from tests.unit.test_inventory import INVALID, edit, write_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("juju", "maas.client", "kubernetes", "fabric", "paramiko", "aiohttp", "rich")
@@ -79,3 +80,21 @@ def test_json_error_document_for_bad_input(tmp_path: Path) -> None:
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, _ = run(Path("."), "--version")
     assert code == 0 and "botlab, version 0.1.0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "key"),
+    [case[1:5] for case in INVALID],
+    ids=[case[0] for case in INVALID],
+)
+def test_every_invalid_inventory_exits_2_with_file_line_key_and_no_traceback(
+    tmp_path: Path, old: str, new: str, line: int, key: str
+) -> None:
+    path = write_lab(tmp_path, edit(old, new))
+    for command in ("validate", "plan", "up"):
+        code, out, err = run(tmp_path, "-i", str(path), command)
+        assert code == 2, (command, err)
+        assert "Traceback" not in err
+        assert any(f"lab.yaml:{line}: {key}: " in row for row in err.splitlines()), err
+        assert out == ""
+    assert not (path.parent / ".botlab").exists()  # nothing touched

@@ -1,0 +1,1 @@
+"""The virtual lab: wire-level emulators (MAAS, and later Juju and SSH hosts) for testing botlab."""

@@ -1,0 +1,123 @@
+"""Start, stop and inspect a virtual lab running in the background (`botlab lab ...`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botlab.errors import StageError, UsageError
+
+START_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    dir: Path
+    pid: int
+    maas_url: str
+    control_url: str
+    inventory: Path
+    name: str
+    alive: bool
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return False
+
+
+def read_info(lab_dir: Path) -> LabInfo | None:
+    try:
+        data = json.loads((lab_dir / "lab.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return LabInfo(lab_dir, int(data["pid"]), data["maas_url"], data["control_url"],
+                   Path(data["inventory"]), data["name"], _alive(int(data["pid"])))
+
+
+def start(
+    lab_dir: Path,
+    spec_doc: dict[str, Any],
+    *,
+    name: str = "lab",
+    maas_port: int = 0,
+) -> LabInfo:
+    """Spawn the lab daemon for `spec_doc` and wait until it serves (lab.json written)."""
+    from botlab.lab.spec import load_spec
+
+    lab_dir = lab_dir.resolve()
+    running = read_info(lab_dir)
+    if running and running.alive:
+        raise UsageError(f"a lab is already running in {lab_dir} (pid {running.pid});"
+                         f" stop it with `botlab lab stop --dir {lab_dir}`")
+    load_spec(spec_doc)  # a bad spec fails here, in the caller, not in the background
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    import yaml
+
+    (lab_dir / "spec.yaml").write_text(yaml.safe_dump(spec_doc, sort_keys=False))
+    (lab_dir / "settings.json").write_text(json.dumps({"name": name, "maas_port": maas_port}))
+    (lab_dir / "lab.json").unlink(missing_ok=True)
+    log = open(lab_dir / "lab.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botlab.lab.daemon", str(lab_dir)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        cwd=lab_dir,
+    )
+    log.close()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        info = read_info(lab_dir)
+        if info is not None and info.pid == proc.pid:
+            return info
+        if proc.poll() is not None:
+            tail = (lab_dir / "lab.log").read_text(errors="replace")[-2000:]
+            raise StageError(f"the lab exited with code {proc.returncode}:\n{tail}",
+                             system="lab", operation="start")
+        time.sleep(0.05)
+    proc.kill()
+    raise StageError(f"the lab did not start within {START_TIMEOUT_S:.0f}s; see {lab_dir}/lab.log",
+                     system="lab", operation="start")
+
+
+def stop(lab_dir: Path, timeout: float = 20.0) -> LabInfo | None:
+    """Stop the lab in `lab_dir`; returns what was running (None if nothing was)."""
+    info = read_info(lab_dir.resolve())
+    if info is None:
+        return None
+    if info.alive:
+        os.kill(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(info.pid):
+            os.kill(info.pid, signal.SIGKILL)
+    (info.dir / "lab.json").unlink(missing_ok=True)
+    return info
+
+
+def machine_states(info: LabInfo) -> dict[str, str]:
+    """Hostname -> MAAS status name, from the emulator's control API (loopback only)."""
+    with urllib.request.urlopen(info.control_url + "state", timeout=5) as answer:
+        state = json.loads(answer.read())
+    machines = state.get("machines", [])
+    if isinstance(machines, dict):
+        machines = list(machines.values())
+    return {str(m.get("hostname")): str(m.get("status_name", m.get("status"))) for m in machines}

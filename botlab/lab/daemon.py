@@ -1,0 +1,54 @@
+"""The virtual lab's background process: serves the emulators on loopback until SIGTERM.
+
+`botlab lab start` spawns `python -m botlab.lab.daemon DIR`; it reads DIR/spec.yaml, serves
+the MAAS emulator, writes the inventory, then DIR/lab.json last (its presence means ready).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from botlab.lab.spec import load_spec
+
+
+def serve(lab_dir: Path) -> None:
+    from botlab.lab.inventory import write_lab_inventory
+    from botlab.lab.maas import MaasEmulator
+    from botlab.lab.thread import AppThread
+
+    settings = json.loads((lab_dir / "settings.json").read_text())
+    spec = load_spec(lab_dir / "spec.yaml")
+    maas = MaasEmulator(spec)
+    server = AppThread(maas.app, port=int(settings.get("maas_port", 0)), name="lab-maas")
+    base = server.start()
+    maas.serving_at(base)
+    maas_url = maas.url
+    inventory = write_lab_inventory(lab_dir, spec, maas_url, settings["name"])
+    record = {
+        "pid": os.getpid(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "maas_url": maas_url,
+        "control_url": f"{base}/_lab/",
+        "inventory": str(inventory),
+        "name": settings["name"],
+    }
+    tmp = lab_dir / "lab.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(lab_dir / "lab.json")
+    print(f"lab ready: MAAS at {maas_url}", flush=True)
+    try:
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    finally:
+        server.stop()
+        (lab_dir / "lab.json").unlink(missing_ok=True)
+        print("lab stopped", flush=True)
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    serve(Path(sys.argv[1]))
