@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import cli_startup
+from bench import cli_startup, enlist
 
-BENCHMARKS = {"cli_startup": cli_startup.run}
+BENCHMARKS = {"cli_startup": cli_startup.run, "enlist": enlist.run}
 
 
 def main(names: list[str]) -> None:

@@ -1,7 +1,5 @@
-"""The lab spec: the machines, timings, network and faults every virtual-lab emulator reads.
-
-Loaded from YAML (or a plain dict) with `load_spec`, or made up with `generate_spec`.
-"""
+"""The lab spec: the machines, timings, network and faults every virtual-lab emulator reads,
+loaded from YAML (or a dict) with `load_spec`, or made up with `generate_spec`."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -168,11 +168,27 @@ class EnlistStage(Stage):
             trackers[machine.hostname] = t
 
         await asyncio.gather(*(self._start(ctx, maas, t) for t in trackers.values()))
-        await self._wait(ctx, maas, trackers)
+        # Tag while MAAS commissions, and read each machine's GPUs as soon as it is Ready, so
+        # the stage ends one poll after the slowest machine, not after a tagging pass.
+        details: dict[str, asyncio.Task[int]] = {}
+
+        def read_details(t: Tracker) -> None:
+            assert t.system_id is not None
+            details[t.machine.hostname] = asyncio.ensure_future(
+                maas.gpu_count(t.system_id, t.machine.hostname))
+
+        for t in trackers.values():
+            if t.error is None and t.state is not None and usable(t.state):
+                read_details(t)
+        ours = [t for t in trackers.values() if t.error is None and t.system_id is not None]
+        await asyncio.gather(self._wait(ctx, maas, trackers, read_details), self._tag(ctx, maas, ours))
+        gpus = {host: await task for host, task in details.items()}
         ready = [t for t in trackers.values() if t.error is None]
-        gpus = await self._gpu_counts(maas, ready)
         mismatches = self._check_hardware(ctx, ready, gpus)
-        await self._tag(ctx, maas, [t for t in ready if t.machine.hostname not in mismatches])
+        for t in ready:
+            if t.machine.hostname not in mismatches:
+                ctx.set_progress(t.machine.hostname, "done", "Ready, checked and tagged",
+                                 {"attempts": t.attempts})
         problems = [f"{h}: {t.error}" for h, t in trackers.items() if t.error] + [
             msg for msgs in mismatches.values() for msg in msgs
         ]
@@ -248,7 +264,10 @@ class EnlistStage(Stage):
         )
         await self._commission(ctx, maas, t)
 
-    async def _wait(self, ctx: StageContext, maas: MaasDriver, trackers: dict[str, Tracker]) -> None:
+    async def _wait(
+        self, ctx: StageContext, maas: MaasDriver, trackers: dict[str, Tracker],
+        on_ready: Callable[[Tracker], None],
+    ) -> None:
         """Poll in batches (one list call per round) until every machine settles."""
         inv = ctx.inventory
         began = time.monotonic()
@@ -293,6 +312,8 @@ class EnlistStage(Stage):
                     t.finished = time.monotonic()
                     durations.append(t.finished - t.started)
                     ctx.set_progress(host, "ready", state.status_name, {"attempts": t.attempts})
+                    if usable(state):
+                        on_ready(t)
                 elif changed:
                     ctx.show(host, state.status_name, state.status_message)
             await asyncio.gather(*(self._retry_or_fail(ctx, maas, t) for t in retry))
@@ -304,14 +325,6 @@ class EnlistStage(Stage):
     @staticmethod
     def _settled(state: MaasMachine) -> bool:
         return not (state.status in WAITING or state.status == NEW or state.status in FAILED)
-
-    async def _gpu_counts(self, maas: MaasDriver, ready: Iterable[Tracker]) -> dict[str, int]:
-        async def one(t: Tracker) -> tuple[str, int]:
-            assert t.system_id is not None
-            return t.machine.hostname, await maas.gpu_count(t.system_id, t.machine.hostname)
-
-        checked = [t for t in ready if t.state is not None and usable(t.state)]
-        return dict(await asyncio.gather(*(one(t) for t in checked)))
 
     def _check_hardware(
         self, ctx: StageContext, ready: Iterable[Tracker], gpus: dict[str, int]
@@ -343,22 +356,24 @@ class EnlistStage(Stage):
                 ctx.set_progress(host, "hardware mismatch", "; ".join(msgs), {"attempts": t.attempts})
         return out
 
-    async def _tag(self, ctx: StageContext, maas: MaasDriver, ready: list[Tracker]) -> None:
+    async def _tag(self, ctx: StageContext, maas: MaasDriver, machines: list[Tracker]) -> None:
         """Converge this lab's tags: one create per missing tag, one update per changed tag."""
         inv = ctx.inventory
         have = await maas.tag_names()
         ours = set(ctx.identities(TAG_IDENTITY))
         wanted: dict[str, set[str]] = {tag: set() for tag in all_wanted_tags(inv)}
         carrying: dict[str, set[str]] = {tag: set() for tag in wanted}
-        for t in ready:
+        for t in machines:
             assert t.state is not None and t.system_id is not None
             for tag in wanted_tags(inv, t.machine):
                 wanted[tag].add(t.system_id)
             for tag in t.state.tags:
                 carrying.setdefault(tag, set()).add(t.system_id)
-        for tag in sorted(set(wanted) - have):
+        async def create(tag: str) -> None:
             await maas.create_tag(tag, f"botlab lab {inv.name}")
             ctx.set_identity(TAG_IDENTITY, tag, "ours")
+
+        await asyncio.gather(*(create(tag) for tag in sorted(set(wanted) - have)))
         for tag in sorted(set(wanted) & have - ours):
             ctx.set_identity(TAG_IDENTITY, tag, "ours")
 
@@ -371,11 +386,9 @@ class EnlistStage(Stage):
 
         # Tags of this lab that no machine wants any more (a role dropped) are emptied too.
         await asyncio.gather(*(update(tag) for tag in sorted(set(wanted) | (ours & have))))
-        await self._untag_departed(ctx, maas, ready)
-        for t in ready:
-            ctx.set_progress(t.machine.hostname, "tagged", "Ready and tagged", {"attempts": t.attempts})
+        await self._untag_departed(ctx, maas)
 
-    async def _untag_departed(self, ctx: StageContext, maas: MaasDriver, ready: list[Tracker]) -> None:
+    async def _untag_departed(self, ctx: StageContext, maas: MaasDriver) -> None:
         """Machines that left the inventory lose this lab's tags (they stay enlisted)."""
         inv = ctx.inventory
         known = ctx.identities(IDENTITY)

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from maas.client import connect
-from maas.client.bones import CallError
+from maas.client.bones import CallError, SessionAPI
 from maas.client.enum import NodeStatus
 from maas.client.utils import sign
 from maas.client.viscera.machines import MachineNotFound
@@ -147,6 +147,27 @@ def test_enlisted_machines_are_listed_ready_with_hardware_and_filtered_by_hostna
         assert [i.mac_address for i in got.interfaces] == ["52:54:00:00:00:02", "52:54:00:01:00:02"]
         assert got.boot_interface.mac_address == "52:54:00:00:00:02"
         assert got.owner is None and got.owner_data == {} and got.locked is False and got.netboot is True
+
+    run(scenario)
+
+
+def test_the_machine_list_filters_by_mac_status_and_tags(maas: MaasEmulator, lab_spec: LabSpec) -> None:
+    async def scenario() -> None:
+        _profile, session = await SessionAPI.connect(maas.url, apikey=maas.api_key)  # libmaas's low level
+        client = await client_for(maas)
+        node_02_mac = lab_spec.machine("node-02").macs[1]
+        assert [m["hostname"] for m in await session.Machines.read(mac_address=node_02_mac)] == ["node-02"]
+        await enlist(client, lab_spec, "node-03")
+        assert [m["hostname"] for m in await session.Machines.read(status="commissioning")] == ["node-03"]
+        assert len(await session.Machines.read(status=["ready", "commissioning"])) == 3
+        await client.tags.create("pinned")
+        node_01 = (await client.machines.list(hostnames=["node-01"]))[0]
+        await node_01.tags.add(await client.tags.get("pinned"))
+        assert [m["hostname"] for m in await session.Machines.read(tags="pinned")] == ["node-01"]
+        assert [m["hostname"] for m in await session.Machines.read(id=[node_01.system_id])] == ["node-01"]
+        with pytest.raises(CallError) as error:
+            await session.Machines.read(mac_address="not-a-mac")
+        assert error.value.status == 400
 
     run(scenario)
 
@@ -509,10 +530,10 @@ def test_urlencoded_bodies_are_read_like_multipart_ones(maas: MaasEmulator) -> N
         url = f"{maas.url}api/2.0/tags/"
         headers: dict[str, str] = {}
         sign(url, headers, maas.api_key.split(":"))
-        async with aiohttp.ClientSession() as http:
-            async with http.post(url, headers=headers, data={"name": "plain", "comment": "a b&c"}) as response:
-                assert response.status == 200, await response.text()
-                assert (await response.json())["comment"] == "a b&c"
+        form = {"name": "plain", "comment": "a b&c"}
+        async with aiohttp.ClientSession() as http, http.post(url, headers=headers, data=form) as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["comment"] == "a b&c"
         client = await client_for(maas)
         assert (await client.tags.get("plain")).comment == "a b&c"
 

@@ -1,8 +1,5 @@
-"""The API description (`GET /MAAS/api/2.0/describe/`) and the handler table behind it.
-
-python-libmaas builds its whole client from this document, so every handler and action a
-client may call is listed with MAAS's names; calls the emulator lacks then answer 501.
-"""
+"""The handler table and the describe document built from it, from which python-libmaas builds
+its whole client; so MAAS's handlers are all listed, and calls the emulator lacks answer 501."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Request parameters as MAAS reads them: query strings, urlencoded and multipart bodies.
-
-python-libmaas sends every POST/PUT as multipart/form-data whose parts are base64-encoded
-(Content-Transfer-Encoding: base64), so parts are decoded the way a MIME parser would.
-"""
+"""Request parameters as MAAS reads them: query strings, urlencoded bodies, and the multipart
+bodies with base64-encoded parts python-libmaas sends (decoded with a MIME parser)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""What each implemented MAAS API action does: (handler, method, op) -> function.
-
-Functions run under the emulator's lock and return JSON-able data (sent as JSON) or a
-ready `web.Response`. Anything absent from `TABLE` answers 501.
-"""
+"""What each implemented MAAS API action does, as a table (handler, method, op) -> function;
+functions run under the emulator's lock and return JSON-able data or a `web.Response`."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""What commissioning reports about a machine: lshw XML, LLDP XML and hardware_info.
-
-GPUs appear in lshw as display-class PCI devices of their vendor, next to the onboard ASPEED
-BMC VGA adapter real servers have, so a client must look at the vendor to count GPUs.
-"""
+"""What commissioning reports about a machine: lshw XML (GPUs as display devices next to the
+onboard ASPEED VGA, so GPUs are counted by vendor), LLDP XML and hardware_info."""
 
 from __future__ import annotations
 

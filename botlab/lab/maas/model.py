@@ -1,8 +1,5 @@
-"""The emulated MAAS's state: machines, tags, zones, keys, and the machine life cycle.
-
-Not thread-safe by itself: the emulator calls it from its event loop under one lock.
-Timed steps (commissioning, testing, deployment, release) run on a `Scheduler`.
-"""
+"""The emulated MAAS's state (machines, tags, zones, keys) and the machine life cycle, whose
+timed steps run on a `Scheduler`. Not thread-safe: the emulator calls it under one lock."""
 
 from __future__ import annotations
 
@@ -879,8 +876,10 @@ class MaasModel:
         raise not_found("SSHKey")
 
     def create_token(self) -> ApiKey:
+        alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789"
+
         def word(n: int) -> str:
-            return "".join(self._token_rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789") for _ in range(n))
+            return "".join(self._token_rng.choice(alphabet) for _ in range(n))
 
         key = ApiKey(word(18), word(18), word(32))
         self.keys.append(key)
