@@ -29,7 +29,7 @@ class LabInfo:
     alive: bool
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -50,7 +50,7 @@ def read_info(lab_dir: Path) -> LabInfo | None:
     except (OSError, ValueError):
         return None
     return LabInfo(lab_dir, int(data["pid"]), data["maas_url"], data["control_url"],
-                   Path(data["inventory"]), data["name"], _alive(int(data["pid"])))
+                   Path(data["inventory"]), data["name"], process_alive(int(data["pid"])))
 
 
 def start(
@@ -105,9 +105,9 @@ def stop(lab_dir: Path, timeout: float = 20.0) -> LabInfo | None:
     if info.alive:
         os.kill(info.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(info.pid) and time.monotonic() < deadline:
+        while process_alive(info.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(info.pid):
+        if process_alive(info.pid):
             os.kill(info.pid, signal.SIGKILL)
     (info.dir / "lab.json").unlink(missing_ok=True)
     return info

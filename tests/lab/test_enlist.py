@@ -305,3 +305,17 @@ def test_two_labs_on_one_maas_do_not_touch_each_others_tags(lab: VirtualLab) -> 
     assert "beta-pin-node-01" in tags and "beta" in tags
     assert len(lab.machines()) == 5  # machines stay enlisted
     assert lab.botlab("up", "enlist", inventory=beta) == 0  # beta still verifies
+
+
+def test_a_timeout_names_the_machines_still_pending_with_their_maas_status(tmp_path: Path) -> None:
+    vlab = start_lab(tmp_path, machines=3, gpus=0, unenlisted=1, commissioning_s=60.0)
+    try:
+        vlab.edit_inventory(lambda d: d["maas"].update(timeout=1))
+        doc = vlab.json("up", "enlist")
+        assert doc["_code"] == 1
+        error = doc["stages"][0]["error"]
+        assert "timed out after 1s waiting for: node-03 (Commissioning)" in error
+        assert "botlab up" in error  # says how to resume
+        assert "node-01" not in error.split("waiting for:")[1]
+    finally:
+        control.stop(vlab.info.dir)

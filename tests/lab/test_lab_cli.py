@@ -1,0 +1,70 @@
+"""`botlab lab start|status|stop` as an operator runs them: files written, the lab answers,
+and stop leaves no process behind."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from botlab.app import Environment
+from botlab.cli import main
+from botlab.inventory import load_inventory
+from botlab.lab.control import process_alive
+
+pytestmark = pytest.mark.lab
+
+
+def run(tmp: Path, *args: str) -> tuple[int, dict]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--output", "json", *args], Environment(cwd=tmp, environ=dict(os.environ),
+                                                         stdout=out, stderr=err))
+    return code, (json.loads(out.getvalue()) if out.getvalue() else {"stderr": err.getvalue()})
+
+
+def alive(pid: int) -> bool:
+    return process_alive(pid)  # a zombie (our child, not yet reaped) counts as gone
+
+
+def test_lab_start_writes_a_complete_inventory_and_stop_leaves_nothing_running(tmp_path: Path) -> None:
+    code, started = run(tmp_path, "lab", "start", "--dir", "mylab", "--machines", "4", "--gpus", "1",
+                        "--name", "rehearsal")
+    assert code == 0, started
+    pid = started["pid"]
+    try:
+        assert alive(pid)
+        lab_dir = tmp_path / "mylab"
+        for secret in ("secrets/maas-api-key", "secrets/power-pass", "keys/id_ed25519"):
+            assert (lab_dir / secret).stat().st_mode & 0o777 == 0o600, secret
+        inv = load_inventory(lab_dir / "inventory")
+        assert inv.name == "rehearsal"
+        assert [m.hostname for m in inv.machines] == ["node-01", "node-02", "node-03", "node-04"]
+        assert inv.machine("node-04").hardware.gpus == 8 and inv.machine("node-04").has_role("gpu")
+        assert inv.maas.url == started["maas_url"]
+        assert inv.secret("maas.api_key").reveal().count(":") == 2
+
+        code, status = run(tmp_path, "lab", "status", "--dir", "mylab")
+        assert code == 0 and status["running"] is True
+        assert status["machines"] == {"node-01": "Ready", "node-02": "Ready"}  # 2 not enlisted
+
+        code, again = run(tmp_path, "lab", "start", "--dir", "mylab")
+        assert code == 2 and "already running" in again["error"][0]
+    finally:
+        code, stopped = run(tmp_path, "lab", "stop", "--dir", "mylab")
+    assert code == 0 and stopped["stopped"] is True
+    assert not alive(pid)
+    assert not (tmp_path / "mylab" / "lab.json").exists()
+    code, status = run(tmp_path, "lab", "status", "--dir", "mylab")
+    assert status == {"running": False}
+
+
+def test_lab_start_rejects_a_bad_spec_file_with_exit_2(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("machines: [{hostname: Bad_Name}]\n")
+    code, doc = run(tmp_path, "lab", "start", "--dir", "x", "--spec", str(spec))
+    assert code == 2
+    assert "spec.yaml" in doc["error"][0]
+    assert not (tmp_path / "x" / "lab.json").exists()
