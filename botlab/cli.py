@@ -7,7 +7,7 @@ stay fast, so the core and the clients load inside the commands that need them.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -19,6 +19,7 @@ from botlab.errors import BotlabError, ExitStatus, InputError
 if TYPE_CHECKING:
     from botlab.app import Environment
     from botlab.inventory import Inventory
+    from botlab.pipeline import RunResult
     from botlab.report import Reporter
 
 EXIT_CODES = """\b
@@ -122,9 +123,15 @@ def plan(opts: Options, stage: str | None) -> None:
     opts.emit(views.plan_text(plans, opts.verbose), views.plan_json(plans))
 
 
-def _finish_run(opts: Options, result: Any, command: str) -> None:
+def _run(opts: Options, command: str, work: Callable[[Reporter], RunResult]) -> None:
+    """Run `work` with a progress reporter, render its result, exit 1 if a stage failed."""
     from botlab import views
 
+    reporter = opts.reporter()
+    try:
+        result = work(reporter)
+    finally:
+        reporter.close()
     opts.emit(views.run_text(result, command), views.run_json(result))
     if not result.ok:
         _exit(ExitStatus.STAGE_FAILED)
@@ -141,12 +148,8 @@ def up(opts: Options, stage: str | None, from_stage: str | None, only: str | Non
     from botlab import app
 
     inv = opts.load()
-    reporter = opts.reporter()
-    try:
-        result = app.up(opts.env, inv, reporter, target=stage, from_stage=from_stage, only=only, force=force)
-    finally:
-        reporter.close()
-    _finish_run(opts, result, "up")
+    _run(opts, "up", lambda reporter: app.up(opts.env, inv, reporter, target=stage,
+                                             from_stage=from_stage, only=only, force=force))
 
 
 @cli.command()
@@ -179,12 +182,7 @@ def down(opts: Options, yes: bool) -> None:
 
     inv = opts.load()
     _confirm(opts, yes, f"Tear down lab '{inv.name}'")
-    reporter = opts.reporter()
-    try:
-        result = app.down(opts.env, inv, reporter)
-    finally:
-        reporter.close()
-    _finish_run(opts, result, "down")
+    _run(opts, "down", lambda reporter: app.down(opts.env, inv, reporter))
 
 
 @cli.command()
@@ -196,14 +194,12 @@ def rebuild(opts: Options, yes: bool) -> None:
 
     inv = opts.load()
     _confirm(opts, yes, f"Rebuild lab '{inv.name}' (everything is torn down first)")
-    reporter = opts.reporter()
-    try:
+
+    def down_then_up(reporter: Reporter) -> RunResult:
         result = app.down(opts.env, inv, reporter)
-        if result.ok:
-            result = app.up(opts.env, inv, reporter, command="rebuild")
-    finally:
-        reporter.close()
-    _finish_run(opts, result, "rebuild")
+        return app.up(opts.env, inv, reporter, command="rebuild") if result.ok else result
+
+    _run(opts, "rebuild", down_then_up)
 
 
 @cli.command()
