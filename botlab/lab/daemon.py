@@ -1,7 +1,9 @@
 """The virtual lab's background process: serves the emulators on loopback until SIGTERM.
 
 `botlab lab start` spawns `python -m botlab.lab.daemon DIR`; it reads DIR/spec.yaml, serves
-the MAAS emulator, writes the inventory, then DIR/lab.json last (its presence means ready).
+the MAAS emulator and the Juju controller emulator (on that MAAS), writes DIR/juju (a
+JUJU_DATA folder for the controller) and the inventory, then DIR/lab.json last (its presence
+means ready).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from botlab.lab.spec import load_spec
 
 def serve(lab_dir: Path) -> None:
     from botlab.lab.inventory import write_lab_inventory
+    from botlab.lab.juju import JujuEmulator
     from botlab.lab.maas import MaasEmulator
     from botlab.lab.thread import AppThread
 
@@ -28,7 +31,18 @@ def serve(lab_dir: Path) -> None:
     base = server.start()
     maas.serving_at(base)
     maas_url = maas.url
-    inventory = write_lab_inventory(lab_dir, spec, maas_url, settings["name"])
+    juju = JujuEmulator(spec, maas_url, maas.api_key, port=int(settings.get("juju_port", 0)))
+    try:
+        juju.start()
+        juju_data = juju.write_juju_data(lab_dir / "juju")
+    except BaseException:
+        juju.stop()
+        server.stop()
+        raise
+    inventory = write_lab_inventory(
+        lab_dir, spec, maas_url, settings["name"],
+        juju_data=juju_data, juju_controller=juju.controller_name, juju_cloud=juju.cloud_name,
+    )
     record = {
         "pid": os.getpid(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -36,14 +50,18 @@ def serve(lab_dir: Path) -> None:
         "control_url": f"{base}/_lab/",
         "inventory": str(inventory),
         "name": settings["name"],
+        "juju_endpoint": juju.endpoint,
+        "juju_control_url": juju.control_url,
+        "juju_data": str(juju_data),
     }
     tmp = lab_dir / "lab.json.tmp"
     tmp.write_text(json.dumps(record, indent=2))
     tmp.replace(lab_dir / "lab.json")
-    print(f"lab ready: MAAS at {maas_url}", flush=True)
+    print(f"lab ready: MAAS at {maas_url}, Juju controller at {juju.endpoint} (JUJU_DATA={juju_data})", flush=True)
     try:
         signal.sigwait({signal.SIGTERM, signal.SIGINT})
     finally:
+        juju.stop()
         server.stop()
         (lab_dir / "lab.json").unlink(missing_ok=True)
         print("lab stopped", flush=True)

@@ -98,8 +98,30 @@ def _machine_entry(m: MachineSpec, roles: list[str], index: int) -> dict[str, An
     }
 
 
-def write_lab_inventory(lab_dir: Path, spec: LabSpec, maas_url: str, name: str) -> Path:
-    """Write `lab_dir/inventory/lab.yaml` with its secrets (0600) and SSH keys; return it."""
+def _juju_section(lab_dir: Path, juju_data: Path | None, controller: str, cloud: str) -> dict[str, Any]:
+    # The model is left to its default, `<lab>-k8s`, so a copy of the inventory renamed to
+    # another lab stays valid.
+    section: dict[str, Any] = {"controller": controller, "cloud": cloud}
+    if juju_data is not None:
+        # Relative to the inventory folder (lab_dir/inventory), so the lab folder can move.
+        section["data_dir"] = os.path.relpath(Path(juju_data).resolve(), (lab_dir / "inventory").resolve())
+    return section
+
+
+def write_lab_inventory(
+    lab_dir: Path,
+    spec: LabSpec,
+    maas_url: str,
+    name: str,
+    *,
+    juju_data: Path | None = None,
+    juju_controller: str = "botlab-lab",
+    juju_cloud: str = "lab-maas",
+) -> Path:
+    """Write `lab_dir/inventory/lab.yaml` with its secrets (0600) and SSH keys; return it.
+
+    With `juju_data` (the JUJU_DATA folder the lab's controller wrote) the `juju:` section
+    points at it, so botlab's Juju client finds the lab's controller there."""
     secrets = lab_dir / "secrets"
     secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
     _write_private(secrets / "maas-api-key", spec.maas.api_key + "\n")
@@ -114,7 +136,7 @@ def write_lab_inventory(lab_dir: Path, spec: LabSpec, maas_url: str, name: str) 
             "api_key": {"file": "../secrets/maas-api-key"},
             "timeout": 900,
         },
-        "juju": {"controller": "botlab-lab", "cloud": "lab-maas"},
+        "juju": _juju_section(lab_dir, juju_data, juju_controller, juju_cloud),
         "ssh": {"user": "ubuntu", "public_key": "../keys/id_ed25519.pub", "private_key": "../keys/id_ed25519"},
         "machines": [_machine_entry(m, roles[m.hostname], i) for i, m in enumerate(spec.machines)],
         "kubernetes": {"channel": "1.31/stable", "container_runtime": "containerd"},
