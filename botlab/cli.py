@@ -256,11 +256,13 @@ def lab_start(opts: Options, lab_dir: str, machines: int, gpus: int, unenlisted:
     opts.emit(
         f"virtual lab '{info.name}' running (pid {info.pid}) in {info.dir}\n"
         f"  MAAS:      {info.maas_url}\n"
+        f"  Juju:      {info.juju_endpoint} (JUJU_DATA={info.juju_data})\n"
         f"  inventory: {info.inventory}\n"
         f"try:  botlab -i {inv_dir} plan\n"
         f"      botlab -i {inv_dir} up enlist\n"
         f"stop: botlab lab stop --dir {info.dir}",
         {"pid": info.pid, "dir": str(info.dir), "maas_url": info.maas_url,
+         "juju_endpoint": info.juju_endpoint, "juju_data": info.juju_data,
          "inventory": str(info.inventory), "name": info.name},
     )
 
@@ -296,9 +298,11 @@ def lab_status(opts: Options, lab_dir: str) -> None:
     states = control.machine_states(info)
     rows = [[h, s] for h, s in sorted(states.items())]
     opts.emit(
-        f"lab '{info.name}' running (pid {info.pid}); MAAS at {info.maas_url}\n"
+        f"lab '{info.name}' running (pid {info.pid}); MAAS at {info.maas_url},"
+        f" Juju controller at {info.juju_endpoint}\n"
         + views.table(rows, ["machine", "MAAS status"]),
-        {"running": True, "pid": info.pid, "maas_url": info.maas_url, "machines": states},
+        {"running": True, "pid": info.pid, "maas_url": info.maas_url,
+         "juju_endpoint": info.juju_endpoint, "machines": states},
     )
 
 

@@ -27,6 +27,8 @@ class LabInfo:
     inventory: Path
     name: str
     alive: bool
+    juju_endpoint: str = ""
+    juju_data: str = ""
 
 
 def process_alive(pid: int) -> bool:
@@ -50,7 +52,8 @@ def read_info(lab_dir: Path) -> LabInfo | None:
     except (OSError, ValueError):
         return None
     return LabInfo(lab_dir, int(data["pid"]), data["maas_url"], data["control_url"],
-                   Path(data["inventory"]), data["name"], process_alive(int(data["pid"])))
+                   Path(data["inventory"]), data["name"], process_alive(int(data["pid"])),
+                   data.get("juju_endpoint", ""), data.get("juju_data", ""))
 
 
 def start(

@@ -46,8 +46,13 @@ def test_lab_start_writes_a_complete_inventory_and_stop_leaves_nothing_running(t
         assert inv.maas.url == started["maas_url"]
         assert inv.secret("maas.api_key").reveal().count(":") == 2
 
+        assert started["juju_endpoint"].startswith("127.0.0.1:")
+        assert (Path(started["juju_data"]) / "controllers.yaml").exists()
+        assert inv.juju.data_dir == Path(started["juju_data"]).resolve()
+
         code, status = run(tmp_path, "lab", "status", "--dir", "mylab")
         assert code == 0 and status["running"] is True
+        assert status["juju_endpoint"] == started["juju_endpoint"]
         assert status["machines"] == {"node-01": "Ready", "node-02": "Ready"}  # 2 not enlisted
 
         code, again = run(tmp_path, "lab", "start", "--dir", "mylab")
