@@ -580,7 +580,10 @@ def test_the_server_certificate_is_signed_by_the_ca_in_controllers_yaml(juju: Ju
 def test_a_facade_method_added_by_an_extension_module_serves_calls_and_publishes_deltas(
     juju: JujuEmulator,
 ) -> None:
-    @facade_method("MachineManager", 10, "AddMachines")
+    key = ("MachineManager", 10, "AddMachines")
+    previous = REGISTRY.methods.get(key)  # the machines module serves it: stand in, then restore
+
+    @facade_method("MachineManager", 10, "AddMachines", replace=True)
     async def add_machines(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
         results = []
         for _ in params.get("params") or []:
@@ -617,11 +620,14 @@ def test_a_facade_method_added_by_an_extension_module_serves_calls_and_publishes
                 await model.disconnect()
                 await controller.disconnect()
 
-        # Served now that it is registered (a fresh login lists MachineManager).
+        # Served by the stand-in now that it is registered.
         run(scenario)
         assert any(e["kind"] == "machine-added" for e in juju.events())
     finally:
-        REGISTRY.methods.pop(("MachineManager", 10, "AddMachines"), None)
+        if previous is not None:
+            REGISTRY.methods[key] = previous
+        else:
+            REGISTRY.methods.pop(key, None)
 
 
 def test_juju_data_can_be_rewritten_and_lists_existing_models(juju: JujuEmulator, tmp_path: Path) -> None:

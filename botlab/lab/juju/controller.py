@@ -61,6 +61,9 @@ def machine_info(machine: dict[str, Any]) -> dict[str, Any]:
         "ha-primary": False,
     }
     if hardware:
+        # Deltas carry Juju's HardwareCharacteristics ("cpu-cores"); ModelInfo's
+        # MachineHardware calls the same value "cores".
+        hardware = {("cores" if k == "cpu-cores" else k): v for k, v in hardware.items()}
         out["hardware"] = {
             k: hardware[k]
             for k in ("arch", "mem", "root-disk", "cores", "cpu-power", "tags", "availability-zone", "virt-type")
@@ -71,7 +74,7 @@ def machine_info(machine: dict[str, Any]) -> dict[str, Any]:
 
 def counts(model: ModelState) -> dict[str, int]:
     machines = [m for m in model.entities("machine").values() if "/" not in str(m.get("id", ""))]
-    cores = sum(int((m.get("hardware-characteristics") or {}).get("cores") or 0) for m in machines)
+    cores = sum(int((m.get("hardware-characteristics") or {}).get("cpu-cores") or 0) for m in machines)
     return {"machines": len(machines), "cores": cores, "units": len(model.entities("unit"))}
 
 

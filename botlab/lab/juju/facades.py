@@ -71,6 +71,7 @@ FACADE_MODULES = (
     "botlab.lab.juju.admin",
     "botlab.lab.juju.controller",
     "botlab.lab.juju.model",
+    "botlab.lab.juju.machines",
 )
 
 # apiserver/restrict_controller.go (Juju 3.6): what a controller-only login may use; a
