@@ -213,6 +213,17 @@ def logs(opts: Options, stage: str | None) -> None:
     opts.emit(views.events_text(events), views.events_json(events))
 
 
+@cli.command()
+@click.argument("stage", type=click.Choice(["kubernetes"]))
+@pass_options
+def render(opts: Options, stage: str) -> None:
+    """Print what STAGE would hand to its system (kubernetes: the Juju bundle). Touches nothing."""
+    from botlab.bundle import render_bundle
+
+    text = render_bundle(opts.load())
+    opts.emit(text.rstrip("\n"), {"stage": stage, "bundle": text})
+
+
 @cli.group()
 def lab() -> None:
     """The virtual lab: emulated MAAS and machines on loopback, for demos, rehearsals and CI."""
