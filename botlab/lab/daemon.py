@@ -21,6 +21,7 @@ from botlab.lab.spec import load_spec
 def serve(lab_dir: Path) -> None:
     from botlab.lab.inventory import write_lab_inventory
     from botlab.lab.juju import JujuEmulator
+    from botlab.lab.juju.charmhub import CharmhubEmulator
     from botlab.lab.maas import MaasEmulator
     from botlab.lab.thread import AppThread
 
@@ -31,12 +32,17 @@ def serve(lab_dir: Path) -> None:
     base = server.start()
     maas.serving_at(base)
     maas_url = maas.url
-    juju = JujuEmulator(spec, maas_url, maas.api_key, port=int(settings.get("juju_port", 0)))
+    # Models fetch charm metadata from Charmhub: point them at the lab's own, never the real one.
+    charmhub = CharmhubEmulator()
+    charmhub.start()
+    juju = JujuEmulator(spec, maas_url, maas.api_key, port=int(settings.get("juju_port", 0)),
+                        model_defaults={"charmhub-url": charmhub.url})
     try:
         juju.start()
         juju_data = juju.write_juju_data(lab_dir / "juju")
     except BaseException:
         juju.stop()
+        charmhub.stop()
         server.stop()
         raise
     inventory = write_lab_inventory(
@@ -53,6 +59,7 @@ def serve(lab_dir: Path) -> None:
         "juju_endpoint": juju.endpoint,
         "juju_control_url": juju.control_url,
         "juju_data": str(juju_data),
+        "charmhub_url": charmhub.url,
     }
     tmp = lab_dir / "lab.json.tmp"
     tmp.write_text(json.dumps(record, indent=2))
@@ -62,6 +69,7 @@ def serve(lab_dir: Path) -> None:
         signal.sigwait({signal.SIGTERM, signal.SIGINT})
     finally:
         juju.stop()
+        charmhub.stop()
         server.stop()
         (lab_dir / "lab.json").unlink(missing_ok=True)
         print("lab stopped", flush=True)

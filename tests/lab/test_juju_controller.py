@@ -378,9 +378,9 @@ def test_calls_nobody_implemented_fail_loudly_naming_facade_version_and_method(j
         try:
             conn = model.connection()
             with pytest.raises(JujuAPIError) as missing:
-                await conn.rpc({"type": "Application", "version": 20, "request": "Deploy", "params": {}})
+                await conn.rpc({"type": "Application", "version": 20, "request": "SetCharm", "params": {}})
             assert missing.value.error_code == "not implemented"
-            assert "Application(20).Deploy is not implemented" in missing.value.message
+            assert "Application(20).SetCharm is not implemented" in missing.value.message
             with pytest.raises(JujuAPIError) as version:
                 await conn.rpc({"type": "Client", "version": 99, "request": "FullStatus", "params": {}})
             assert version.value.message == 'unknown version (99) of interface "Client"'
@@ -397,7 +397,7 @@ def test_calls_nobody_implemented_fail_loudly_naming_facade_version_and_method(j
 
     run(scenario)
     calls = [e for e in juju.events() if e["kind"] == "rpc" and e["facade"] == "Application"]
-    assert calls[-1]["method"] == "Deploy" and calls[-1]["error_code"] == "not implemented"
+    assert calls[-1]["method"] == "SetCharm" and calls[-1]["error_code"] == "not implemented"
 
 
 def test_the_wire_protocol_before_and_after_login(juju: JujuEmulator) -> None:

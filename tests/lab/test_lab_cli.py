@@ -73,3 +73,39 @@ def test_lab_start_rejects_a_bad_spec_file_with_exit_2(tmp_path: Path) -> None:
     assert code == 2
     assert "spec.yaml" in doc["error"][0]
     assert not (tmp_path / "x" / "lab.json").exists()
+
+
+def test_lab_models_fetch_charms_from_the_labs_own_charmhub(tmp_path: Path) -> None:
+    """A model created on the lab's controller inherits charmhub-url from the controller's
+    model defaults, so `model.deploy("etcd")` never reaches the real Charmhub."""
+    import asyncio
+
+    from juju.client.jujudata import FileJujuData
+    from juju.controller import Controller
+
+    code, started = run(tmp_path, "lab", "start", "--dir", "lab", "--machines", "2", "--gpus", "0")
+    assert code == 0, started
+    try:
+        info = json.loads((tmp_path / "lab" / "lab.json").read_text())
+
+        async def scenario() -> str:
+            data = FileJujuData()
+            data.path = started["juju_data"]
+            controller = Controller(jujudata=data)
+            await controller.connect()
+            try:
+                # authorized-keys given: libjuju then reads no key from ~/.local/share/juju.
+                key = (tmp_path / "lab" / "keys" / "id_ed25519.pub").read_text().strip()
+                model = await controller.add_model("probe", config={"authorized-keys": key})
+                try:
+                    config = await model.get_config()
+                    return str(config["charmhub-url"].value)
+                finally:
+                    await model.disconnect()
+            finally:
+                await controller.disconnect()
+
+        assert asyncio.run(scenario()) == info["charmhub_url"]
+        assert info["charmhub_url"].startswith("http://127.0.0.1:")
+    finally:
+        run(tmp_path, "lab", "stop", "--dir", "lab")

@@ -8,6 +8,9 @@
     DELETE /_lab/faults             clear them
     GET    /_lab/connections        open API connections
     POST   /_lab/drop               cut connections now: {} for all, {"model": NAME|UUID|"controller"}
+    GET    /_lab/unit-faults        active unit faults (hook errors, blocked workloads)
+    POST   /_lab/unit-faults        add one (JSON object) or several (a list); see units.py
+    DELETE /_lab/unit-faults        clear them (all, or ?application=A / ?unit=U / ?kind=K)
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ class ControlApi:
             web.delete("/_lab/faults", self.clear_faults),
             web.get("/_lab/connections", self.connections),
             web.post("/_lab/drop", self.drop),
+            web.get("/_lab/unit-faults", self.list_unit_faults),
+            web.post("/_lab/unit-faults", self.add_unit_faults),
+            web.delete("/_lab/unit-faults", self.clear_unit_faults),
         ])
         return app
 
@@ -89,6 +95,34 @@ class ControlApi:
         if not isinstance(data, dict):
             raise web.HTTPBadRequest(text='body: {} or {"model": NAME}')
         return web.json_response({"dropped": self.emulator.drop_connections_now(data.get("model"))})
+
+
+    async def list_unit_faults(self, request: web.Request) -> web.Response:
+        from botlab.lab.juju import units
+
+        _loopback_only(request)
+        return web.json_response({"faults": units.unit_faults(self.emulator)})
+
+    async def add_unit_faults(self, request: web.Request) -> web.Response:
+        from botlab.lab.juju import units
+
+        _loopback_only(request)
+        data = await _json(request)
+        items = data if isinstance(data, list) else [data]
+        if not all(isinstance(item, dict) for item in items):
+            raise web.HTTPBadRequest(text="a unit fault is a JSON object")
+        try:
+            added = [units.inject_unit_fault(self.emulator, item) for item in items]
+        except (FaultError, ValueError, TypeError) as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        return web.json_response({"faults": added})
+
+    async def clear_unit_faults(self, request: web.Request) -> web.Response:
+        from botlab.lab.juju import units
+
+        _loopback_only(request)
+        match = {k: v for k, v in request.query.items() if k in ("application", "unit", "kind", "hook")}
+        return web.json_response({"cleared": units.clear_unit_faults(self.emulator, **match)})
 
 
 async def _json(request: web.Request) -> Any:

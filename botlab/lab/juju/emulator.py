@@ -55,7 +55,8 @@ from botlab.lab.spec import LabSpec
 
 T = TypeVar("T")
 
-_SETTINGS = ("controller", "cloud", "user", "password", "version", "destroy_s", "default_model", "faults")
+_SETTINGS = ("controller", "cloud", "user", "password", "version", "destroy_s", "default_model", "faults",
+             "charms")
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class JujuEmulator:
         modules: tuple[str, ...] = (),
         registry: FacadeRegistry | None = None,
         check_replies: bool = True,
+        model_defaults: dict[str, Any] | None = None,
     ) -> None:
         settings = juju_settings(spec)
         self.spec = spec
@@ -161,6 +163,7 @@ class JujuEmulator:
             name=self.controller_name, uuid=uuid, version=settings.version, cloud=cloud, spec=spec,
             maas_url=maas_url, maas_api_key=maas_api_key, events=self._events, destroy_s=settings.destroy_s,
         )
+        state.model_defaults = dict(model_defaults or {})
         state.ca_cert = self.certs.ca_cert
         state.system_key = _system_key()
         state.destroy_hooks = self.registry.destroy_hooks  # shared: hooks registered later count too

@@ -72,6 +72,7 @@ FACADE_MODULES = (
     "botlab.lab.juju.controller",
     "botlab.lab.juju.model",
     "botlab.lab.juju.machines",
+    "botlab.lab.juju.applications",
 )
 
 # apiserver/restrict_controller.go (Juju 3.6): what a controller-only login may use; a

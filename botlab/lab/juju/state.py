@@ -471,6 +471,8 @@ class ControllerState:
         self.api_addresses: list[str] = []
         self.ca_cert = ""
         self.system_key = ""  # the controller's own key (comment juju-system-key), in every model
+        # What `juju bootstrap --model-default k=v` sets: config every new model starts with.
+        self.model_defaults: dict[str, Any] = {}
         self.destroy_hooks: list[DestroyHook] = []
         self.on_model_removed: list[Callable[[ModelState], None]] = []
         self._model_serial = 0
@@ -568,7 +570,7 @@ class ControllerState:
         the_cloud = self.cloud(cloud or self.default_cloud)
         the_region = the_cloud.region(region)
         values: dict[str, Any] = {}
-        for key, value in (config or {}).items():
+        for key, value in {**self.model_defaults, **(config or {})}.items():
             if key in modelconfig.IMMUTABLE or key == "agent-version":
                 raise not_valid(f'failed to create config: option "{key}" may not be set at model creation')
             values[key] = modelconfig.coerce(key, value)
