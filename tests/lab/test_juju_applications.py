@@ -9,36 +9,31 @@ import asyncio
 import dataclasses
 import json
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 from juju.application import ExposedEndpoint
 from juju.client import client as juju_client
-from juju.controller import Controller
 from juju.errors import JujuAPIError, JujuError, JujuUnitError
 from juju.model import Model
 from maas.client import connect as maas_connect
 
-from botlab.lab.juju import JujuEmulator, catalogue, run_juju, units
+from botlab.lab.juju import JujuEmulator, catalogue, units
 from botlab.lab.juju.charmhub import CharmhubEmulator, run_charmhub
 from botlab.lab.maas import MaasEmulator, run_maas
 from botlab.lab.spec import LabSpec, Timings, generate_spec
+from tests.lab.conftest import control_call, eventually, run, wait_until_ready
+from tests.support.libjuju import fresh_model
 
 pytestmark = pytest.mark.lab
 
-T = TypeVar("T")
 TIMINGS = Timings(commissioning_s=0.1, testing_s=0.1, deploy_s=0.25, release_s=0.05, jitter=0.1, seed=5)
 WAIT = 20.0  # deadline for any condition; the steps themselves take tenths of a second
 IDLE = 0.3  # wait_for_idle's idle_period: many times the lab's hook time
-
-
-def run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    return asyncio.run(scenario())
 
 
 @pytest.fixture(scope="module")
@@ -50,21 +45,9 @@ def lab() -> Iterator[tuple[LabSpec, MaasEmulator]]:
 
 
 @pytest.fixture(scope="module")
-def juju(lab: tuple[LabSpec, MaasEmulator]) -> Iterator[JujuEmulator]:
-    spec, maas = lab
-    with run_juju(spec, maas.url, maas.api_key) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="module")
 def charmhub() -> Iterator[CharmhubEmulator]:
     with run_charmhub() as emulator:
         yield emulator
-
-
-@pytest.fixture(scope="module")
-def juju_data_dir(juju: JujuEmulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return juju.write_juju_data(tmp_path_factory.mktemp("juju-data") / "juju")
 
 
 @pytest.fixture(autouse=True)
@@ -76,43 +59,22 @@ def clean_lab(juju: JujuEmulator, lab: tuple[LabSpec, MaasEmulator], juju_data_d
     monkeypatch.setenv("JUJU_DATA", str(juju_data_dir))
     juju.clear_faults()
     units.clear_unit_faults(juju)
-    deadline = time.monotonic() + WAIT
-    while any(m["status_name"] != "Ready" for m in maas.state()["machines"]):
-        assert time.monotonic() < deadline, f"MAAS nodes not Ready: {maas.state()['machines']}"
-        time.sleep(0.02)
+    wait_until_ready(maas, WAIT)
     yield
     units.clear_unit_faults(juju)
 
 
 async def until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
     """Poll `condition` until it is true; fail naming `what` once `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not true within {timeout}s")
-        await asyncio.sleep(0.02)
+    return await eventually(condition, timeout, what)
 
 
 @asynccontextmanager
 async def lab_model(name: str, charmhub: CharmhubEmulator, **config: str) -> AsyncIterator[Model]:
     """A fresh model whose charmhub-url is the lab's Charmhub; destroyed afterwards (its
     applications removed, its machines released in MAAS)."""
-    controller = Controller()
-    await controller.connect()
-    model = await controller.add_model(name, config={"charmhub-url": charmhub.url, **config})
-    try:
+    async with fresh_model(name, WAIT, config={"charmhub-url": charmhub.url, **config}) as (_controller, model):
         yield model
-    finally:
-        await model.disconnect()
-        await controller.destroy_model(name)
-        deadline = time.monotonic() + WAIT
-        while name in await controller.list_models():
-            assert time.monotonic() < deadline, f"model {name} was not removed"
-            await asyncio.sleep(0.02)
-        await controller.disconnect()
 
 
 async def finished(model: Model, action: Any) -> Any:
@@ -346,10 +308,7 @@ def test_actions_run_on_units_and_get_kubeconfig_returns_a_kubeconfig(
 
 def control(juju: JujuEmulator, method: str, path: str, body: Any = None) -> Any:
     """One call to the Juju emulator's loopback control API."""
-    request = urllib.request.Request(juju.control_url + path, method=method,
-                                     data=None if body is None else json.dumps(body).encode())
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.loads(answer.read())
+    return control_call(juju.control_url + path, body, method, timeout=10)
 
 
 def test_a_unit_hook_error_shows_in_full_status_and_is_resolved(

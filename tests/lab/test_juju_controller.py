@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import ssl
-import time
 import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -21,19 +20,14 @@ from juju.controller import Controller
 from juju.errors import JujuAPIError, JujuError
 from juju.model import Model
 
-from botlab.lab.juju import JujuEmulator, run_juju
+from botlab.lab.juju import JujuEmulator
 from botlab.lab.juju.facades import REGISTRY, CallContext, facade_method
 from botlab.lab.maas import MaasEmulator, run_maas
 from botlab.lab.spec import LabSpec, generate_spec
-from tests.lab.conftest import FAST, wait_for
+from tests.lab.conftest import ED25519, FAST, control_call, eventually, run, wait_for
+from tests.support.libjuju import connected_controller
 
 pytestmark = pytest.mark.lab
-
-ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk0bEoVbPQSaHcuLNYKwjTBtYP8VSjsTKFl8SXVYWrK botlab@test"
-
-
-def run(scenario: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    return asyncio.run(scenario())
 
 
 @pytest.fixture(scope="module")
@@ -43,42 +37,12 @@ def lab() -> Iterator[tuple[LabSpec, MaasEmulator]]:
         yield spec, maas
 
 
-@pytest.fixture(scope="module")
-def juju(lab: tuple[LabSpec, MaasEmulator]) -> Iterator[JujuEmulator]:
-    spec, maas = lab
-    with run_juju(spec, maas.url, maas.api_key) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="module")
-def juju_data_dir(juju: JujuEmulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return juju.write_juju_data(tmp_path_factory.mktemp("juju-data") / "juju")
-
-
 @pytest.fixture(autouse=True)
 def juju_data(juju: JujuEmulator, juju_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test talks to the emulator through JUJU_DATA, as an operator's client does."""
     monkeypatch.setenv("JUJU_DATA", str(juju_data_dir))
     juju.clear_faults()
     return juju_data_dir
-
-
-async def eventually(condition: Callable[[], Any], timeout: float = 5.0, what: str = "the condition") -> Any:
-    """Poll `condition` until it is true; fail naming `what` once `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not true within {timeout}s")
-        await asyncio.sleep(0.02)
-
-
-async def connected_controller() -> Controller:
-    controller = Controller()
-    await controller.connect()
-    return controller
 
 
 # --- finding and logging in to the controller ------------------------------------------------
@@ -540,10 +504,7 @@ def test_the_event_log_tells_mutating_calls_from_reads(juju: JujuEmulator) -> No
 
 def test_control_api_over_loopback_http(juju: JujuEmulator) -> None:
     def call(path: str, body: Any = None, method: str = "GET") -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(juju.control_url + path, data=data, method=method)
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return json.loads(answer.read())
+        return control_call(juju.control_url + path, body, method)
 
     added = call("faults", {"kind": "slow", "delay_s": 0.01, "facade": "Pinger", "count": 2}, "POST")
     assert added["faults"][0]["kind"] == "slow"

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -21,22 +20,19 @@ from juju.errors import JujuError
 from juju.model import Model
 from maas.client import connect as maas_connect
 
-from botlab.lab.juju import JujuEmulator, machines, run_juju
+from botlab.lab.juju import JujuEmulator, machines
 from botlab.lab.juju.errors import JujuApiError
 from botlab.lab.juju.facades import CallContext
 from botlab.lab.juju.maas_provider import MaasClient, MaasError, oauth_header
 from botlab.lab.maas import MaasEmulator, run_maas
 from botlab.lab.spec import LabSpec, Timings, generate_spec
+from tests.lab.conftest import eventually, run, wait_until_ready
+from tests.support.libjuju import fresh_model
 
 pytestmark = pytest.mark.lab
 
-T = TypeVar("T")
 TIMINGS = Timings(commissioning_s=0.1, testing_s=0.1, deploy_s=0.3, release_s=0.1, jitter=0.0, seed=3)
 WAIT = 10.0  # deadline for any condition below; the steps themselves take tenths of a second
-
-
-def run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    return asyncio.run(scenario())
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +43,6 @@ def lab() -> Iterator[tuple[LabSpec, MaasEmulator]]:
                                extra={"juju": {"destroy_s": 0.05}})
     with run_maas(spec) as maas:
         yield spec, maas
-
-
-@pytest.fixture(scope="module")
-def juju(lab: tuple[LabSpec, MaasEmulator]) -> Iterator[JujuEmulator]:
-    spec, maas = lab
-    with run_juju(spec, maas.url, maas.api_key) as emulator:
-        yield emulator
-
-
-@pytest.fixture(scope="module")
-def juju_data_dir(juju: JujuEmulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return juju.write_juju_data(tmp_path_factory.mktemp("juju-data") / "juju")
 
 
 @pytest.fixture
@@ -72,10 +56,7 @@ def clean_lab(juju: JujuEmulator, maas: MaasEmulator, juju_data_dir: Path, monke
     monkeypatch.setenv("JUJU_DATA", str(juju_data_dir))
     juju.clear_faults()
     maas.clear_faults()
-    deadline = time.monotonic() + WAIT
-    while any(m["status_name"] != "Ready" for m in maas.state()["machines"]):
-        assert time.monotonic() < deadline, f"MAAS nodes not Ready: {maas.state()['machines']}"
-        time.sleep(0.02)
+    wait_until_ready(maas, WAIT)
 
 
 def node(maas: MaasEmulator, hostname: str) -> dict[str, Any]:
@@ -84,32 +65,12 @@ def node(maas: MaasEmulator, hostname: str) -> dict[str, Any]:
 
 async def until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
     """Poll `condition` until it is true; fail naming `what` once `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not true within {timeout}s")
-        await asyncio.sleep(0.02)
+    return await eventually(condition, timeout, what)
 
 
-@asynccontextmanager
-async def lab_model(name: str) -> AsyncIterator[tuple[Controller, Model]]:
+def lab_model(name: str) -> AbstractAsyncContextManager[tuple[Controller, Model]]:
     """A fresh model, destroyed (its machines released in MAAS) afterwards."""
-    controller = Controller()
-    await controller.connect()
-    model = await controller.add_model(name)
-    try:
-        yield controller, model
-    finally:
-        await model.disconnect()
-        await controller.destroy_model(name)
-        deadline = time.monotonic() + WAIT
-        while name in await controller.list_models():
-            assert time.monotonic() < deadline, f"model {name} was not removed"
-            await asyncio.sleep(0.02)
-        await controller.disconnect()
+    return fresh_model(name, WAIT)
 
 
 async def tag_node(maas: MaasEmulator, hostname: str, tag_name: str) -> None:

@@ -7,7 +7,6 @@ import json
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,9 @@ from maas.client.viscera.machines import MachineNotFound
 
 from botlab.lab.maas import MaasEmulator, run_maas
 from botlab.lab.spec import FaultSpec, LabSpec, SpecError, dump_spec, generate_spec, load_spec, with_faults
-from tests.lab.conftest import wait_for, wait_for_status
+from tests.lab.conftest import ED25519, control_call, run, wait_for, wait_for_status
 
 pytestmark = pytest.mark.lab
-
-ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk0bEoVbPQSaHcuLNYKwjTBtYP8VSjsTKFl8SXVYWrK botlab@test"
-
-
-def run(scenario: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    return asyncio.run(scenario())
 
 
 async def client_for(maas: MaasEmulator, apikey: str | None = None) -> Any:
@@ -59,10 +52,7 @@ async def enlist(client: Any, spec: LabSpec, hostname: str) -> Any:
 
 
 def control(maas: MaasEmulator, path: str, body: Any = None, method: str = "GET") -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{maas.base_url}/_lab/{path}", data=data, method=method)
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
+    return control_call(f"{maas.base_url}/_lab/{path}", body, method)
 
 
 # --- connecting ------------------------------------------------------------------------------

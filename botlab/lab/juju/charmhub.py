@@ -28,7 +28,7 @@ from aiohttp import web
 
 from botlab.lab.juju import catalogue
 from botlab.lab.juju.catalogue import Charm
-from botlab.lab.thread import AppThread
+from botlab.lab.thread import AppThread, StartStop
 
 RELEASED_AT = "2025-01-15T12:00:00.000000+00:00"  # lab value
 DEFAULT_CHANNEL = "latest/stable"
@@ -85,7 +85,7 @@ def charm_info(charm: Charm, channel: str | None = None) -> dict[str, Any]:
     }
 
 
-class CharmhubEmulator:
+class CharmhubEmulator(StartStop):
     """Charmhub's v2 info/find API for the lab's catalogue, on 127.0.0.1 from a thread."""
 
     def __init__(self, port: int = 0) -> None:
@@ -104,13 +104,6 @@ class CharmhubEmulator:
 
     def stop(self) -> None:
         self._thread.stop()
-
-    def __enter__(self) -> CharmhubEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def requests(self) -> list[dict[str, Any]]:
         """What clients asked: method, path, query."""
@@ -147,9 +140,5 @@ def _not_found(message: str) -> web.Response:
 @contextmanager
 def run_charmhub(port: int = 0) -> Iterator[CharmhubEmulator]:
     """Serve a Charmhub emulator for the `with` block."""
-    emulator = CharmhubEmulator(port)
-    emulator.start()
-    try:
+    with CharmhubEmulator(port) as emulator:
         yield emulator
-    finally:
-        emulator.stop()

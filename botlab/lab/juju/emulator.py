@@ -29,29 +29,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import socket
-import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from botlab.lab.events import EventLog
 from botlab.lab.juju.control import ControlApi
-from botlab.lab.juju.events import EventLog
 from botlab.lab.juju.facades import REGISTRY, FacadeRegistry, load_modules
 from botlab.lab.juju.faults import FaultBook, JujuFault, load_fault
 from botlab.lab.juju.jujudata import JujuDataSpec, ensure_client_key, write_juju_data
-from botlab.lab.juju.rpc import ApiServer
+from botlab.lab.juju.rpc import ApiServer, rpc_counters
 from botlab.lab.juju.sshkeys import split_authorized_keys
 from botlab.lab.juju.state import Cloud, CloudRegion, ControllerState, Credential, User, controller_uuid_for
 from botlab.lab.juju.tls import ControllerCerts, make_certs
 from botlab.lab.spec import LabSpec
+from botlab.lab.thread import ServerThread, Site, StartStop
 
 T = TypeVar("T")
 
@@ -117,7 +115,7 @@ def _system_key() -> str:
     return f"{line} juju-system-key"
 
 
-class JujuEmulator:
+class JujuEmulator(StartStop):
     """An emulated Juju controller for `spec`, on the MAAS at `maas_url` with `maas_api_key`."""
 
     def __init__(
@@ -144,8 +142,7 @@ class JujuEmulator:
         self.username = settings.user
         self.password = password or settings.password or secrets.token_urlsafe(18)
         self.credential_name = spec.maas.username
-        self._port, self._control_port = port, control_port
-        self._events = EventLog()
+        self._events = EventLog(rpc_counters)
         self._faults = FaultBook()
         for fault in settings.faults:
             self._faults.add(fault)
@@ -178,11 +175,8 @@ class JujuEmulator:
         self.state = state
         self.server = ApiServer(state, self.registry, self._faults, check_replies=check_replies)
 
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._thread = ServerThread(self._sites, (port, control_port), name="juju-emulator",
+                                    label="the Juju emulator", on_stop=self._close_connections)
         self._endpoint: str | None = None
         self._control_base: str | None = None
 
@@ -212,104 +206,47 @@ class JujuEmulator:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            raise RuntimeError("the Juju emulator is not running")
-        return self._loop
+        try:
+            return self._thread.loop
+        except RuntimeError:
+            raise RuntimeError("the Juju emulator is not running") from None
 
     def start(self, timeout: float = 15.0) -> str:
         """Serve from a background thread on 127.0.0.1; returns `endpoint`."""
-        if self._thread is not None:
+        if self._thread.running:
             raise RuntimeError("the Juju emulator is already running")
-        api_sock = _bind(self._port)
-        control_sock = _bind(self._control_port)
-        self._ready.clear()
-        self._error = None
-        self._thread = threading.Thread(
-            target=self._run, args=(api_sock, control_sock), name="juju-emulator", daemon=True
-        )
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"the Juju emulator did not start within {timeout}s")
-        if self._error is not None:
-            self._thread = None
-            raise RuntimeError("the Juju emulator failed to start") from self._error
-        self._endpoint = f"127.0.0.1:{api_sock.getsockname()[1]}"
-        self._control_base = f"http://127.0.0.1:{control_sock.getsockname()[1]}"
+        self._thread.start(timeout)
+        api_port, control_port = self._thread.ports
+        self._endpoint = f"127.0.0.1:{api_port}"
+        self._control_base = f"http://127.0.0.1:{control_port}"
         self.state.api_addresses = [self._endpoint]
         return self._endpoint
 
     def stop(self, timeout: float = 15.0) -> None:
         """Close every connection and stop serving. Safe to call twice."""
-        thread, loop, stop = self._thread, self._loop, self._stop
-        if thread is None:
+        if not self._thread.running:
             return
-        if loop is not None and stop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout)
-        if thread.is_alive():
-            raise TimeoutError(f"the Juju emulator did not stop within {timeout}s")
-        self._thread = None
+        self._thread.stop(timeout)
         self._endpoint = None
         self._control_base = None
 
-    def __enter__(self) -> JujuEmulator:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _run(self, api_sock: socket.socket, control_sock: socket.socket) -> None:
-        try:
-            asyncio.run(self._serve(api_sock, control_sock))
-        except BaseException as exc:  # reported to start(); a thread has nowhere else to raise
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self, api_sock: socket.socket, control_sock: socket.socket) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self.state.attach(self._loop)
+    def _sites(self) -> list[Site]:
+        """The API (wss) and the control API (http), made on the serving loop at each start."""
+        self.state.attach(asyncio.get_running_loop())
         api_app = web.Application(client_max_size=64 * 1024 * 1024)
         api_app.add_routes(self.server.routes())
-        api_runner = web.AppRunner(api_app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        control_runner = web.AppRunner(
-            ControlApi(self).app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
-        await api_runner.setup()
-        await control_runner.setup()
-        try:
-            await web.SockSite(api_runner, api_sock, ssl_context=self.certs.server_context()).start()
-            await web.SockSite(control_runner, control_sock).start()
-            self._ready.set()
-            await self._stop.wait()
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.close_all(), 3.0)
-            for conn in list(self.server.connections.values()):
-                conn.drop()
-            await self.state.cancel_tasks()
-            await api_runner.cleanup()
-            await control_runner.cleanup()
+        return [Site(api_app, self.certs.server_context()), Site(ControlApi(self).app())]
+
+    async def _close_connections(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.server.close_all(), 3.0)
+        for conn in list(self.server.connections.values()):
+            conn.drop()
+        await self.state.cancel_tasks()
 
     def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
         """Run `fn()` on the emulator's loop (where the state lives) and return its result."""
-        loop = self._loop
-        if loop is None or self._thread is None:
-            return fn()  # not serving: nothing else touches the state
-        try:
-            if asyncio.get_running_loop() is loop:
-                return fn()
-        except RuntimeError:
-            pass
-
-        async def run() -> T:
-            return fn()
-
-        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout)
+        return self._thread.call_function(fn, timeout)
 
     def run_coroutine(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         """Run a coroutine on the emulator's loop from another thread."""
@@ -444,19 +381,8 @@ class JujuEmulator:
         }
 
 
-def _bind(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    return sock
-
-
 @contextmanager
 def run_juju(spec: LabSpec, maas_url: str, maas_api_key: str, **kwargs: Any) -> Iterator[JujuEmulator]:
     """Serve a Juju emulator for the `with` block (see JujuEmulator for kwargs)."""
-    emulator = JujuEmulator(spec, maas_url, maas_api_key, **kwargs)
-    emulator.start()
-    try:
+    with JujuEmulator(spec, maas_url, maas_api_key, **kwargs) as emulator:
         yield emulator
-    finally:
-        emulator.stop()

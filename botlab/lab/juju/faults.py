@@ -17,11 +17,11 @@ matching requests the fault hits. Admin.Login is matched only when named explici
 
 from __future__ import annotations
 
-import itertools
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+from botlab.lab.faults import ActiveFaults
 
 FAULT_KINDS = ("drop", "error", "slow")
 _FIELDS = ("kind", "facade", "method", "version", "model", "count", "message", "code", "delay_s")
@@ -81,14 +81,7 @@ def load_fault(data: Mapping[str, Any]) -> JujuFault:
     kind = data.get("kind")
     if kind not in FAULT_KINDS:
         raise FaultError(f"fault.kind: must be one of {', '.join(FAULT_KINDS)}, got {kind!r}")
-    raw_count = data.get("count", 1)
-    count: int | None
-    if raw_count is None or raw_count == "always":
-        count = None
-    elif isinstance(raw_count, int) and not isinstance(raw_count, bool) and raw_count >= 1:
-        count = raw_count
-    else:
-        raise FaultError(f"fault.count: must be an integer >= 1 or 'always', got {raw_count!r}")
+    count = parse_count(data.get("count", 1), "fault")
     for name in ("facade", "method", "model", "message", "code"):
         if data.get(name) is not None and not isinstance(data[name], str):
             raise FaultError(f"fault.{name}: must be a string")
@@ -113,27 +106,15 @@ def load_fault(data: Mapping[str, Any]) -> JujuFault:
     )
 
 
-class FaultBook:
+class FaultBook(ActiveFaults[JujuFault]):
     """Active faults; `take` consumes one hit of the first fault matching a request."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._faults: list[JujuFault] = []
-        self._ids = itertools.count(1)
-
     def add(self, fault: JujuFault) -> JujuFault:
-        with self._lock:
-            fault.id = next(self._ids)
-            self._faults.append(fault)
+        def numbered(fault_id: int) -> JujuFault:
+            fault.id = fault_id
             return fault
 
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def describe(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [f.describe() for f in self._faults]
+        return self._add(numbered)
 
     def take(
         self, facade: str, version: int, method: str, model_name: str | None, model_uuid: str | None
@@ -146,10 +127,33 @@ class FaultBook:
                     continue
                 if not fault.matches(facade, version, method, model_name, model_uuid):
                     continue
-                fault.hits += 1
-                if fault.count is not None:
-                    fault.count -= 1
-                    if fault.count <= 0:
-                        self._faults.remove(fault)
+                use_hit(fault, self._faults)
                 fired.append(fault)
         return fired
+
+
+class Hittable(Protocol):
+    hits: int
+    count: int | None  # None: never runs out
+
+
+H = TypeVar("H", bound=Hittable)
+
+
+def use_hit(fault: H, faults: list[H]) -> None:
+    """Count one hit of `fault` against its `count`; a fault whose count runs out leaves `faults`."""
+    fault.hits += 1
+    if fault.count is not None:
+        fault.count -= 1
+        if fault.count <= 0:
+            faults.remove(fault)
+
+
+def parse_count(raw: Any, where: str) -> int | None:
+    """A fault's `count`: an integer >= 1, or "always" or None for no limit (None);
+    FaultError naming `where` ("fault", "unit_fault") otherwise."""
+    if raw is None or raw == "always":
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
+        return raw
+    raise FaultError(f"{where}.count: must be an integer >= 1 or 'always', got {raw!r}")

@@ -32,6 +32,7 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
@@ -56,6 +57,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("botlab.lab.juju")
 
 MAX_MESSAGE = 64 * 1024 * 1024  # libjuju's frame limit
+
+
+def rpc_counters(kind: str, fields: Mapping[str, Any]) -> list[str]:
+    """What an `rpc` event counts as in the event log: its method ("Client(8).FullStatus")
+    and ok or error."""
+    if kind != "rpc":
+        return []
+    return [f"{fields.get('facade')}({fields.get('version')}).{fields.get('method')}",
+            "error" if fields.get("error") else "ok"]
 
 
 class RpcConnection:

@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from botlab.lab.events import EventLog
 from botlab.lab.juju import modelconfig
 from botlab.lab.juju.errors import JujuApiError, already_exists, not_found, not_valid
-from botlab.lab.juju.events import EventLog
 
 if TYPE_CHECKING:
     from botlab.lab.spec import LabSpec

@@ -43,6 +43,7 @@ from botlab.lab.juju import catalogue, errors
 from botlab.lab.juju.appstate import App, Unit, World, base_api, log_event, shown_workload, world, world_of
 from botlab.lab.juju.errors import JujuApiError, error_result
 from botlab.lab.juju.facades import CallContext, facade_method
+from botlab.lab.juju.faults import FaultError, parse_count, use_hit
 from botlab.lab.juju.state import ControllerState, ModelState
 
 if TYPE_CHECKING:
@@ -84,10 +85,6 @@ class UnitFault:
         return out
 
 
-class FaultError(ValueError):
-    """A unit fault description is malformed; the message names the field."""
-
-
 def load_unit_fault(data: Mapping[str, Any], fault_id: int = 0) -> UnitFault:
     if not isinstance(data, Mapping):
         raise FaultError("a unit fault is a mapping")
@@ -100,14 +97,7 @@ def load_unit_fault(data: Mapping[str, Any], fault_id: int = 0) -> UnitFault:
     for name in ("hook", "application", "unit", "model", "message"):
         if data.get(name) is not None and not isinstance(data[name], str):
             raise FaultError(f"unit_fault.{name}: must be a string")
-    raw_count = data.get("count", 1 if kind == "error" else "always")
-    count: int | None
-    if raw_count is None or raw_count == "always":
-        count = None
-    elif isinstance(raw_count, int) and not isinstance(raw_count, bool) and raw_count >= 1:
-        count = raw_count
-    else:
-        raise FaultError(f"unit_fault.count: must be an integer >= 1 or 'always', got {raw_count!r}")
+    count = parse_count(data.get("count", 1 if kind == "error" else "always"), "unit_fault")
     if kind == "blocked" and not data.get("message"):
         raise FaultError("unit_fault.message: a blocked fault needs the status message")
     unit = data.get("unit")
@@ -134,11 +124,7 @@ class FaultBook:
         """The error fault that makes this hook fail now (one hit used), or None."""
         for fault in list(self.faults):
             if fault.kind == "error" and fault.hook == hook and fault.matches(model, unit):
-                fault.hits += 1
-                if fault.count is not None:
-                    fault.count -= 1
-                    if fault.count <= 0:
-                        self.faults.remove(fault)
+                use_hit(fault, self.faults)
                 return fault
         return None
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
+from botlab.lab.events import EventLog
 from botlab.lab.maas.describe import Handler, describe, find_handler
 from botlab.lab.maas.errors import ApiError, bad_request, not_implemented
-from botlab.lab.maas.events import EventLog
 from botlab.lab.maas.faults import ActiveFault, FaultBook
 from botlab.lab.maas.forms import Params, parse_body, parse_query
 from botlab.lab.maas.handlers import TABLE, Call
@@ -21,6 +22,16 @@ from botlab.lab.maas.oauth import ApiKey, AuthError, authenticate
 
 log = logging.getLogger(__name__)
 PREFIX = "/MAAS/api/2.0/"
+
+
+def request_counters(kind: str, fields: Mapping[str, Any]) -> list[str]:
+    """What a `request` event counts as in the event log: its call ("POST MachineHandler
+    op=deploy") and its status."""
+    if kind != "request":
+        return []
+    op = fields.get("op")
+    call = f"{fields.get('method')} {fields.get('handler')}"
+    return [call if op is None else f"{call} op={op}", f"status {fields.get('status')}"]
 
 
 class MaasApi:

@@ -6,18 +6,17 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
-from botlab.lab.maas.api import MaasApi
+from botlab.lab.events import EventLog
+from botlab.lab.maas.api import MaasApi, request_counters
 from botlab.lab.maas.control import ControlApi
-from botlab.lab.maas.events import EventLog
 from botlab.lab.maas.faults import FaultBook
 from botlab.lab.maas.model import Cancellable, MaasModel, Machine
 from botlab.lab.spec import FaultSpec, LabSpec, load_fault
-from botlab.lab.thread import AppThread
+from botlab.lab.thread import AppThread, StartStop
 
 
 class _LoopScheduler:
@@ -35,7 +34,7 @@ class _LoopScheduler:
         return self.loop.call_later(delay, run)
 
 
-class MaasEmulator:
+class MaasEmulator(StartStop):
     """An emulated MAAS region built from a lab spec.
 
     Serve `app` yourself, or call `start()` (or use `run_maas`) to serve it from a background
@@ -45,7 +44,7 @@ class MaasEmulator:
     def __init__(self, spec: LabSpec) -> None:
         self.spec = spec
         self._lock = threading.RLock()
-        self._log = EventLog()
+        self._log = EventLog(request_counters)
         self._faults = FaultBook([m.hostname for m in spec.machines], spec.timings.seed)
         for fault in spec.faults:
             if fault.service == "maas":
@@ -99,15 +98,6 @@ class MaasEmulator:
             self._thread.stop()
             self._thread = None
             self._base = None
-
-    def __enter__(self) -> MaasEmulator:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     async def _on_startup(self, app: web.Application) -> None:
         with self._lock:
@@ -203,9 +193,5 @@ def _machine_state(m: Machine) -> dict[str, Any]:
 @contextmanager
 def run_maas(spec: LabSpec) -> Iterator[MaasEmulator]:
     """Serve a MAAS emulator for `spec` from a background thread for the `with` block."""
-    emulator = MaasEmulator(spec)
-    emulator.start()
-    try:
+    with MaasEmulator(spec) as emulator:
         yield emulator
-    finally:
-        emulator.stop()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from botlab.lab.faults import ActiveFaults
 from botlab.lab.spec import FaultSpec, dump_fault
 
 
@@ -39,34 +39,20 @@ class ActiveFault:
         return out
 
 
-class FaultBook:
-    """The active faults of one emulator. Thread-safe: the control API and tests add faults
-    from other threads while the event loop consumes them."""
+class FaultBook(ActiveFaults[ActiveFault]):
+    """The active faults of one emulator: which machines fail which stage, which requests
+    fail or stall."""
 
     def __init__(self, hostnames: Sequence[str], seed: int, service: str = "maas") -> None:
+        super().__init__()
         self._hostnames = sorted(hostnames)
         self._seed = seed
         self._service = service
-        self._lock = threading.Lock()
-        self._faults: list[ActiveFault] = []
-        self._next_id = 1
 
     def add(self, spec: FaultSpec) -> ActiveFault:
         if spec.service != self._service:
             raise ValueError(f"fault for service {spec.service!r} given to {self._service!r}")
-        with self._lock:
-            fault = ActiveFault(self._next_id, spec, self._targets(spec, self._next_id))
-            self._next_id += 1
-            self._faults.append(fault)
-            return fault
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def describe(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [f.describe() for f in self._faults]
+        return self._add(lambda fault_id: ActiveFault(fault_id, spec, self._targets(spec, fault_id)))
 
     def machine_failure(self, stage: str, names: Iterable[str]) -> ActiveFault | None:
         """Consume and return the first "fail" fault for `stage` hitting a machine known by

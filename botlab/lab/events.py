@@ -1,17 +1,29 @@
-"""The emulator's event log (requests and life-cycle transitions) and request counters."""
+"""The emulators' event log: numbered events (calls, life-cycle steps, fault changes) and
+counters of the calls among them.
+
+Each emulator says which of its events are calls and what they count as: the MAAS emulator
+counts its `request` events (maas/api.py `request_counters`), the Juju emulator its `rpc`
+events (juju/rpc.py `rpc_counters`).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+# An event's kind and fields -> the counters it adds one to ("total" is added for it); none
+# for events that are not calls.
+CountersOf = Callable[[str, Mapping[str, Any]], Iterable[str]]
 
 
 class EventLog:
-    """Append-only, numbered events; readable from any thread while the loop appends."""
+    """Append-only, numbered events (seq from 1); readable from any thread while the loop appends."""
 
-    def __init__(self) -> None:
+    def __init__(self, counters_of: CountersOf) -> None:
+        self._counters_of = counters_of
         self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
         self._counters: Counter[str] = Counter()
@@ -20,11 +32,9 @@ class EventLog:
         with self._lock:
             event = {"seq": len(self._events) + 1, "time": time.time(), "kind": kind, **fields}
             self._events.append(event)
-            if kind == "request":
-                op = fields.get("op")
-                call = f"{fields.get('method')} {fields.get('handler')}"
-                self._counters[call if op is None else f"{call} op={op}"] += 1
-                self._counters[f"status {fields.get('status')}"] += 1
+            names = list(self._counters_of(kind, fields))
+            if names:
+                self._counters.update(names)
                 self._counters["total"] += 1
             return dict(event)
 
@@ -39,6 +49,6 @@ class EventLog:
             return len(self._events)
 
     def counters(self) -> dict[str, int]:
-        """Requests per call ("POST MachineHandler op=deploy"), per status, and in total."""
+        """The calls counted so far, by counter name, and their "total"."""
         with self._lock:
             return dict(sorted(self._counters.items()))
