@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import cli_startup, enlist
+from bench import cli_startup, enlist, kubernetes
 
-BENCHMARKS = {"cli_startup": cli_startup.run, "enlist": enlist.run}
+BENCHMARKS = {"cli_startup": cli_startup.run, "enlist": enlist.run, "kubernetes": kubernetes.run}
 
 
 def main(names: list[str]) -> None:

@@ -24,7 +24,8 @@ def builtin_template() -> Path:
     here = Path(__file__).resolve().parent.parent / "bundles" / TEMPLATE
     return here if here.exists() else Path(sys.prefix) / "share" / "botlab" / "bundles" / TEMPLATE
 
-ETCD_CHANNEL = "3.4/stable"  # the etcd charm's own track, not Kubernetes'
+# The etcd charm is published in Charmed Kubernetes' tracks (1.31/stable ...), as the upstream
+# bundle deploys it; 3.4/stable is the etcd snap it installs (its `channel` option).
 ETCD_SNAP_CHANNEL = "3.4/stable"
 KUBERNETES_ROLES = ("control-plane", "worker", "etcd", "load-balancer")
 
@@ -64,7 +65,7 @@ def template_variables(inv: Inventory) -> dict[str, Any]:
         "lab": inv.name,
         "channel": k8s.channel,
         "snap_channel": k8s.channel,
-        "etcd_channel": ETCD_CHANNEL,
+        "etcd_channel": k8s.channel,
         "etcd_snap_channel": ETCD_SNAP_CHANNEL,
         "cni": k8s.cni,
         "runtime": k8s.container_runtime,

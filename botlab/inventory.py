@@ -138,6 +138,7 @@ class KubernetesConfig:
     gpu_method: str = "charm"
     cni: str = "calico"
     bundle: Path | None = None
+    timeout: int = 3600  # seconds the kubernetes stage waits for machines and units to settle
 
 
 @dataclass(frozen=True)
@@ -739,7 +740,7 @@ class _Checker:
 
     def kubernetes(self, value: Any) -> KubernetesConfig:
         path = "kubernetes"
-        allowed = ("channel", "container_runtime", "gpu_method", "cni", "bundle")
+        allowed = ("channel", "container_runtime", "gpu_method", "cni", "bundle", "timeout")
         m = {} if value is None else self.mapping(value, path, allowed)
         runtime = self.take(m, path, "container_runtime", self.choice(CONTAINER_RUNTIMES), "containerd")
         gpu_method = self.take(
@@ -770,6 +771,7 @@ class _Checker:
             gpu_method=gpu_method,
             cni=self.take(m, path, "cni", self.choice(CNIS), "calico"),
             bundle=bundle,
+            timeout=self.take(m, path, "timeout", self.integer(1), 3600),
         )
 
     def nfs(self, root: dict[str, Any]) -> NfsConfig | None:

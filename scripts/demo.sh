@@ -12,7 +12,7 @@ if [ "${KEEP_LAB:-0}" != 1 ]; then
   trap 'botlab lab stop --dir "$LAB"' EXIT
 fi
 
-echo "### botlab lab start: an emulated MAAS with 6 machines (2 with GPUs, 3 not enlisted yet)"
+echo "### botlab lab start: an emulated MAAS and Juju controller, 6 machines (2 with GPUs, 3 not enlisted yet)"
 botlab lab start --dir "$LAB" --machines 6 --gpus 2 --unenlisted 3 --commissioning-s 3 --name demo
 INV="$LAB/inventory"
 
@@ -24,6 +24,14 @@ echo; echo "### botlab up enlist"
 botlab -i "$INV" up enlist
 echo; echo "### botlab up enlist, again: done stages are only verified"
 botlab -i "$INV" up enlist
+echo; echo "### botlab render kubernetes: the Juju bundle from the inventory, every machine pinned to its host"
+botlab -i "$INV" render kubernetes
+echo; echo "### botlab plan kubernetes (before the model exists)"
+botlab -i "$INV" plan kubernetes
+echo; echo "### botlab up kubernetes: Juju deploys each host through MAAS, units settle, kubeconfig fetched"
+botlab -i "$INV" up kubernetes
+echo; echo "### botlab up kubernetes, again: verified, nothing changed in Juju or MAAS"
+botlab -i "$INV" up kubernetes
 echo; echo "### botlab status"
 botlab -i "$INV" status
 echo; echo "### botlab lab status"

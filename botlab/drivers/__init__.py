@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from botlab.drivers.juju import JujuDriver
     from botlab.drivers.maas import MaasDriver
     from botlab.inventory import Inventory
 
@@ -28,6 +29,14 @@ class Drivers:
 
             self._open["maas"] = await MaasDriver.connect(self.inventory, self.environ)
         driver: MaasDriver = self._open["maas"]
+        return driver
+
+    async def juju(self) -> JujuDriver:
+        if "juju" not in self._open:
+            from botlab.drivers.juju import JujuDriver
+
+            self._open["juju"] = await JujuDriver.connect(self.inventory, self.environ)
+        driver: JujuDriver = self._open["juju"]
         return driver
 
     async def close(self) -> None:

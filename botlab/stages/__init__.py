@@ -13,5 +13,6 @@ if TYPE_CHECKING:
 def default_stages() -> Sequence[Stage]:
     """The stages this version implements; the runner orders them."""
     from botlab.stages.enlist import EnlistStage
+    from botlab.stages.kubernetes import KubernetesStage
 
-    return [EnlistStage()]
+    return [EnlistStage(), KubernetesStage()]

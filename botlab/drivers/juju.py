@@ -1,0 +1,734 @@
+"""Juju driver: a thin async facade over python-libjuju. No policy: it reads the model's
+status, adds what it is told to (machines, applications, units, relations, keys), and turns
+every fault into a StageError naming the operation, what Juju said, and where.
+
+libjuju is connected to the inventory's JUJU_DATA folder through a `FileJujuData` whose
+path is set explicitly, so `os.environ` is never touched. Where libjuju's high-level API
+cannot say what botlab needs, the driver calls libjuju's generated facade clients:
+
+- `MachineManager.AddMachines` with a `base` (libjuju's `Model.add_machine` sends `series`,
+  which AddMachineParams no longer has, so a machine would get the model's default base),
+  for many machines in one request;
+- `Application.AddUnits` with a list of placements (one request per application);
+- `Annotations.Set` for many entities in one request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from botlab.errors import StageError
+
+if TYPE_CHECKING:
+    from botlab.inventory import Inventory
+
+log = logging.getLogger("botlab.juju")
+T = TypeVar("T")
+
+READ_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)  # reads only: a mutation is never sent twice
+ADD_MACHINES_BATCH = 100  # machines per AddMachines request
+
+
+# --- what botlab reads of a model ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JujuMachine:
+    id: str
+    constraints: str = ""  # constraints.Value.String(): "tags=a,b cores=4"
+    hardware: str = ""  # "arch=amd64 cores=4 mem=8192M tags=a,b ..."
+    hostname: str = ""
+    instance_id: str = ""
+    instance_status: str = ""  # allocating, running, provisioning error ...
+    instance_message: str = ""
+    agent_status: str = ""  # pending, started, down, error
+    agent_message: str = ""
+    base: str = ""  # ubuntu@22.04
+    parent: str = ""  # "0" for "0/lxd/1"
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """Tags from the machine's constraints and from what the provider found."""
+        return frozenset(constraint_values(self.constraints, "tags")) | frozenset(
+            constraint_values(self.hardware, "tags"))
+
+
+@dataclass(frozen=True)
+class JujuUnit:
+    name: str
+    application: str
+    machine: str = ""  # subordinates: their principal's machine
+    workload: str = ""
+    workload_message: str = ""
+    agent: str = ""
+    agent_message: str = ""
+    principal: str = ""  # set on subordinate units
+    leader: bool = False
+
+
+@dataclass(frozen=True)
+class JujuApplication:
+    name: str
+    charm: str = ""  # charm name, e.g. "containerd"
+    channel: str = ""
+    exposed: bool = False
+    subordinate: bool = False
+    status: str = ""
+    status_message: str = ""
+
+
+@dataclass(frozen=True)
+class JujuRelation:
+    key: str
+    endpoints: tuple[tuple[str, str], ...]  # (application, endpoint name)
+    interface: str = ""
+    scope: str = ""  # "container" (subordinates ride on it) or "global"
+
+
+@dataclass
+class ModelStatus:
+    name: str
+    uuid: str = ""
+    machines: dict[str, JujuMachine] = field(default_factory=dict)
+    applications: dict[str, JujuApplication] = field(default_factory=dict)
+    units: dict[str, JujuUnit] = field(default_factory=dict)
+    relations: list[JujuRelation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    status: str  # completed, failed
+    results: Mapping[str, Any]
+    message: str = ""
+
+
+def constraint_values(text: str, key: str) -> list[str]:
+    """Values of `key` in a constraints or hardware string: `tags=a,b cores=4` -> [a, b]."""
+    out: list[str] = []
+    for part in (text or "").split():
+        name, _, value = part.partition("=")
+        if name == key and value:
+            out.extend(v for v in value.split(",") if v)
+    return out
+
+
+def charm_name(url: str) -> str:
+    """`ch:amd64/jammy/etcd-760` -> `etcd`."""
+    last = url.rsplit("/", 1)[-1].split(":")[-1]
+    head, _, tail = last.rpartition("-")
+    return head if head and tail.isdigit() else last
+
+
+def _text(status: Any, attr: str) -> str:
+    value = getattr(status, attr, None) if status is not None else None
+    return str(value or "")
+
+
+def _base(raw: Any) -> str:
+    if raw is None:
+        return ""
+    name = getattr(raw, "name", None) or (raw.get("name") if isinstance(raw, Mapping) else None)
+    channel = getattr(raw, "channel", None) or (raw.get("channel") if isinstance(raw, Mapping) else None)
+    if not name or not channel:
+        return str(raw) if isinstance(raw, str) else ""
+    return f"{name}@{str(channel).split('/')[0]}"
+
+
+def _machines_from_status(raw: Mapping[str, Any], parent: str = "") -> Iterable[JujuMachine]:
+    for mid, m in (raw or {}).items():
+        yield JujuMachine(
+            id=str(mid),
+            constraints=str(getattr(m, "constraints", "") or ""),
+            hardware=str(getattr(m, "hardware", "") or ""),
+            hostname=str(getattr(m, "hostname", "") or ""),
+            instance_id=str(getattr(m, "instance_id", "") or ""),
+            instance_status=_text(getattr(m, "instance_status", None), "status"),
+            instance_message=_text(getattr(m, "instance_status", None), "info"),
+            agent_status=_text(getattr(m, "agent_status", None), "status"),
+            agent_message=_text(getattr(m, "agent_status", None), "info"),
+            base=_base(getattr(m, "base", None)),
+            parent=parent,
+        )
+        yield from _machines_from_status(getattr(m, "containers", None) or {}, str(mid))
+
+
+def status_from_full(name: str, uuid: str, full: Any) -> ModelStatus:
+    """libjuju's FullStatus -> ModelStatus."""
+    out = ModelStatus(name, uuid)
+    for machine in _machines_from_status(full.machines or {}):
+        out.machines[machine.id] = machine
+    for app_name, app in (full.applications or {}).items():
+        out.applications[app_name] = JujuApplication(
+            name=app_name,
+            charm=charm_name(str(app.charm or "")),
+            channel=str(app.charm_channel or ""),
+            exposed=bool(app.exposed),
+            subordinate=bool(app.subordinate_to),
+            status=_text(app.status, "status"),
+            status_message=_text(app.status, "info"),
+        )
+        for unit_name, unit in (app.units or {}).items():
+            out.units[unit_name] = _unit_from_status(unit_name, unit, "")
+            for sub_name, sub in (unit.subordinates or {}).items():
+                out.units[sub_name] = _unit_from_status(sub_name, sub, unit_name, str(unit.machine or ""))
+    for rel in full.relations or []:
+        endpoints = tuple((str(e.application), str(e.name)) for e in rel.endpoints or [])
+        out.relations.append(JujuRelation(str(rel.key), endpoints, str(rel.interface or ""), str(rel.scope or "")))
+    return out
+
+
+def _unit_from_status(name: str, unit: Any, principal: str, machine: str = "") -> JujuUnit:
+    return JujuUnit(
+        name=name,
+        application=name.split("/")[0],
+        machine=str(unit.machine or machine),
+        workload=_text(unit.workload_status, "status"),
+        workload_message=_text(unit.workload_status, "info"),
+        agent=_text(unit.agent_status, "status"),
+        agent_message=_text(unit.agent_status, "info"),
+        principal=principal,
+        leader=bool(unit.leader),
+    )
+
+
+def status_from_watcher(name: str, uuid: str, model: Any) -> ModelStatus:
+    """The same view from libjuju's AllWatcher state (no request); machines' constraints are
+    not in the watcher's data (MAAS's tags in their hardware are)."""
+    out = ModelStatus(name, uuid)
+    for mid, m in list(model.machines.items()):
+        data = m.safe_data or {}
+        hardware = data.get("hardware-characteristics") or {}
+        tags = hardware.get("tags") or []
+        out.machines[mid] = JujuMachine(
+            id=mid,
+            hardware=f"tags={','.join(tags)}" if tags else "",
+            hostname=str(data.get("hostname") or ""),
+            instance_id=str(data.get("instance-id") or ""),
+            instance_status=str((data.get("instance-status") or {}).get("current") or ""),
+            instance_message=str((data.get("instance-status") or {}).get("message") or ""),
+            agent_status=str((data.get("agent-status") or {}).get("current") or ""),
+            agent_message=str((data.get("agent-status") or {}).get("message") or ""),
+            base=str(data.get("base") or ""),
+            parent=mid.rsplit("/", 2)[0] if "/" in mid else "",
+        )
+    for app_name, app in list(model.applications.items()):
+        data = app.safe_data or {}
+        out.applications[app_name] = JujuApplication(
+            name=app_name,
+            charm=charm_name(str(data.get("charm-url") or "")),
+            exposed=bool(data.get("exposed")),
+            subordinate=bool(data.get("subordinate")),
+            status=str((data.get("status") or {}).get("current") or ""),
+            status_message=str((data.get("status") or {}).get("message") or ""),
+        )
+    for unit_name, unit in list(model.units.items()):
+        data = unit.safe_data or {}
+        out.units[unit_name] = JujuUnit(
+            name=unit_name,
+            application=str(data.get("application") or unit_name.split("/")[0]),
+            machine=str(data.get("machine-id") or ""),
+            workload=str((data.get("workload-status") or {}).get("current") or ""),
+            workload_message=str((data.get("workload-status") or {}).get("message") or ""),
+            agent=str((data.get("agent-status") or {}).get("current") or ""),
+            agent_message=str((data.get("agent-status") or {}).get("message") or ""),
+            principal=str(data.get("principal") or ""),
+        )
+    for rel in list(model.relations):
+        data = rel.safe_data or {}
+        ends = data.get("endpoints") or []
+        pairs = tuple((str(e.get("application-name")), str((e.get("relation") or {}).get("name"))) for e in ends)
+        scoped = any((e.get("relation") or {}).get("scope") == "container" for e in ends)
+        out.relations.append(JujuRelation(str(data.get("key") or ""), pairs,
+                                          str(((ends[0].get("relation") or {}) if ends else {}).get("interface") or ""),
+                                          "container" if scoped else "global"))
+    return out
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def _juju_message(exc: BaseException) -> str:
+    message = getattr(exc, "message", None)
+    if not message:
+        errors = getattr(exc, "errors", None)
+        message = "; ".join(str(e) for e in errors) if errors else str(exc)
+    return str(message).strip() or type(exc).__name__
+
+
+def _is_connection_fault(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return isinstance(exc, (OSError, TimeoutError, ConnectionError)) or name in (
+        "ConnectionClosed", "ConnectionClosedError", "ConnectionClosedOK", "JujuConnectionError",
+        "InvalidStatusCode", "InvalidHandshake", "InvalidMessage",
+    )
+
+
+PING_TASK = "Connection._pinger.<locals>._do_ping"
+
+
+class _IntoBotlabLog(logging.Handler):
+    """libjuju's own log records go to botlab's run log (never bare onto the terminal)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("libjuju %s: %s", record.name, record.getMessage(), exc_info=record.exc_info)
+
+
+def _route_libjuju_noise(loop: asyncio.AbstractEventLoop) -> None:
+    """Keep libjuju's known noise off the terminal: its log records go to botlab's run log,
+    and the orphaned ping tasks of closed connections (see `_reap_pings`) are logged at
+    debug level instead of as "Task was destroyed but it is pending!" errors."""
+    juju_log = logging.getLogger("juju")
+    if not any(isinstance(h, _IntoBotlabLog) for h in juju_log.handlers):
+        juju_log.addHandler(_IntoBotlabLog(logging.INFO))
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        task = context.get("task") or context.get("future")
+        coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+        if getattr(coro, "__qualname__", "") == PING_TASK:
+            log.debug("libjuju: %s (%s)", context.get("message"), PING_TASK)
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
+async def _reap_pings() -> None:
+    """libjuju 3.6.1.3 runs each keep-alive ping as its own task and, when a connection
+    closes while one is in flight (a short-lived connection, e.g. the one `Model.connect`
+    opens to read ModelInfo), cancels the pinger but not that task, which then waits for a
+    reply forever and is reported as "Task was destroyed but it is pending!" when the event
+    loop closes. Cancel such orphans once every connection is closed."""
+    current = asyncio.current_task()
+    orphans = [t for t in asyncio.all_tasks() if t is not current and not t.done()
+               and getattr(t.get_coro(), "__qualname__", "") == PING_TASK]
+    for task in orphans:
+        task.cancel()
+    if orphans:
+        await asyncio.gather(*orphans, return_exceptions=True)
+
+
+# --- the driver ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MachineRequest:
+    """One machine to add, by Juju constraints (`tags=<pin tag>` picks the MAAS machine), on
+    `base`."""
+
+    constraints: str
+    base: str = ""  # ubuntu@22.04; "" for the model's default base
+
+
+@dataclass(frozen=True)
+class AddedMachine:
+    request: MachineRequest
+    machine: str = ""  # the new machine's id
+    error: str = ""
+
+
+class JujuDriver:
+    """One controller connection, and at most one model connection, for one run."""
+
+    def __init__(self, controller: Any, jujudata: Any, controller_name: str, endpoint: str) -> None:
+        self._controller = controller
+        self._jujudata = jujudata
+        self.controller_name = controller_name
+        self.endpoint = endpoint
+        self._model: Any = None
+        self._model_name = ""
+        self._changed = asyncio.Event()
+        self.requests = 0
+
+    # -- connecting ------------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(cls, inventory: Inventory, environ: Mapping[str, str]) -> JujuDriver:
+        from juju.client.jujudata import FileJujuData
+        from juju.controller import Controller
+
+        _route_libjuju_noise(asyncio.get_running_loop())
+        cfg = inventory.juju
+        data = FileJujuData()
+        if cfg.data_dir is not None:
+            data.path = str(cfg.data_dir)
+        where = f"controller {cfg.controller}"
+        try:
+            controllers = data.controllers() or {}
+        except FileNotFoundError:
+            controllers = {}
+        if cfg.controller not in controllers:
+            known = ", ".join(sorted(controllers)) or "none"
+            raise StageError(
+                f"JUJU_DATA {data.path} knows no controller {cfg.controller!r} (it knows: {known})",
+                system="Juju", operation="connect",
+                hint="check juju.controller and juju.data_dir in the inventory (`juju controllers`"
+                " with that JUJU_DATA lists them)",
+            )
+        endpoints = list(controllers[cfg.controller].get("api-endpoints") or [])
+        controller = Controller(jujudata=data)
+        kwargs: dict[str, Any] = {}
+        if cfg.password is not None:
+            account = (data.accounts() or {}).get(cfg.controller) or {}
+            kwargs = {
+                "endpoint": endpoints,
+                "username": account.get("user", "admin"),
+                "password": inventory.secret("juju.password", environ).reveal(),
+                "cacert": controllers[cfg.controller].get("ca-cert"),
+            }
+        driver = cls(controller, data, cfg.controller, ", ".join(endpoints))
+
+        async def _connect() -> None:
+            if kwargs:
+                await controller.connect(**kwargs)
+            else:
+                await controller.connect(cfg.controller)
+
+        await driver._call("connect", _connect, where=where, read=True)
+        return driver
+
+    def client_key(self) -> str | None:
+        """The Juju client's public key in JUJU_DATA (what `juju add-model` authorizes)."""
+        from pathlib import Path
+
+        path = Path(self._jujudata.path) / "ssh" / "juju_id_rsa.pub"
+        try:
+            return path.read_text().strip() or None
+        except OSError:
+            return None
+
+    async def close(self) -> None:
+        if self._model is not None:
+            model, self._model = self._model, None
+            try:
+                await model.disconnect()
+            except Exception as exc:  # closing never fails the run
+                log.debug("model disconnect: %s", exc)
+        try:
+            await self._controller.disconnect()
+        except Exception as exc:
+            log.debug("controller disconnect: %s", exc)
+        await _reap_pings()
+
+    async def _call(self, operation: str, fn: Callable[[], Awaitable[T]], *, where: str | None = None,
+                    read: bool = False) -> T:
+        """Run one libjuju call; reads are retried on connection faults, mutations never."""
+        from juju.errors import JujuAPIError, JujuError
+
+        delays: Sequence[float | None] = (*READ_RETRY_DELAYS, None) if read else (None,)
+        for attempt, delay in enumerate(delays):
+            self.requests += 1
+            try:
+                return await fn()
+            except StageError:
+                raise
+            except JujuAPIError as exc:
+                code = getattr(exc, "error_code", "") or ""
+                if code == "unauthorized access" or "invalid entity name or password" in _juju_message(exc):
+                    raise StageError(
+                        f"the controller refused the login: {_juju_message(exc)}",
+                        system="Juju", operation=operation, where=where,
+                        hint="check the account in JUJU_DATA (accounts.yaml) or juju.password",
+                    ) from None
+                raise StageError(_juju_message(exc) + (f" ({code})" if code else ""), system="Juju",
+                                 operation=operation, where=where) from None
+            except JujuError as exc:
+                raise StageError(_juju_message(exc), system="Juju", operation=operation, where=where) from None
+            except Exception as exc:
+                if not _is_connection_fault(exc):
+                    raise StageError(f"{type(exc).__name__}: {_juju_message(exc)}", system="Juju",
+                                     operation=operation, where=where) from None
+                if delay is None:
+                    raise StageError(
+                        f"lost the connection to the controller at {self.endpoint}: {type(exc).__name__}: {exc}",
+                        system="Juju", operation=operation, where=where,
+                        hint="check that the controller is reachable, then run `botlab up`: it resumes"
+                        " from what is already in the model",
+                    ) from None
+                log.debug("Juju %s: %s, retry %d in %.1fs", operation, exc, attempt + 1, delay)
+            assert delay is not None
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # -- models ----------------------------------------------------------------------------------
+
+    async def model_uuids(self) -> dict[str, str]:
+        """Model name -> UUID, for the models this user can see."""
+        found: dict[str, str] = await self._call("list models", self._controller.model_uuids, read=True)
+        return dict(found)
+
+    async def create_model(self, name: str, cloud: str, authorized_keys: str,
+                           config: Mapping[str, str] | None = None) -> None:
+        """CreateModel on `cloud` (its default region and credential). libjuju would read the
+        client's key from $JUJU_DATA; it is passed here instead."""
+        settings = {"authorized-keys": authorized_keys, **(config or {})}
+
+        async def _add() -> Any:
+            return await self._controller.add_model(name, cloud_name=cloud, config=settings)
+
+        model = await self._call("create model", _add, where=f"model {name}")
+        self._adopt(model, name)
+
+    async def open_model(self, name: str) -> None:
+        """Connect to model `name` (its AllWatcher starts feeding `live()`)."""
+        if self._model is not None and self._model_name == name:
+            return
+        uuids = await self.model_uuids()
+        if name not in uuids:
+            raise StageError(f"model {name} does not exist", system="Juju", operation="connect model",
+                             where=f"controller {self.controller_name}")
+        from juju.model import Model
+
+        model = Model(jujudata=self._jujudata)
+        params = dict(self._controller.connection().connect_params())
+        params["uuid"] = uuids[name]
+
+        async def _connect() -> None:
+            await model.connect(**params)
+
+        await self._call("connect model", _connect, where=f"model {name}", read=True)
+        self._adopt(model, name)
+
+    def _adopt(self, model: Any, name: str) -> None:
+        self._model, self._model_name = model, name
+
+        async def on_delta(delta: Any, old: Any, new: Any, model: Any) -> None:
+            self._changed.set()
+
+        self._on_delta = on_delta  # libjuju keeps observers in a weak map: hold it here
+        model.add_observer(on_delta)
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            raise RuntimeError("no model is open")
+        return self._model
+
+    @property
+    def model_uuid(self) -> str:
+        return str(self.model.info.uuid)
+
+    async def destroy_model(self, name: str, timeout: float) -> None:
+        """DestroyModels, then wait until the controller no longer lists it."""
+        if self._model is not None and self._model_name == name:
+            model, self._model = self._model, None
+            await model.disconnect()
+
+        async def _destroy() -> None:
+            await self._controller.destroy_model(name)
+
+        await self._call("destroy model", _destroy, where=f"model {name}")
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while name in await self.model_uuids():
+            if time.monotonic() > deadline:
+                raise StageError(
+                    f"model {name} is still being destroyed after {timeout:.0f}s", system="Juju",
+                    operation="destroy model", where=f"model {name}",
+                    hint="see `juju status -m` for what is stuck; `botlab down` again waits for it",
+                )
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 1.5)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def status(self) -> ModelStatus:
+        """Client.FullStatus of the open model."""
+        model = self.model
+        full = await self._call("read status", model.get_status, where=f"model {self._model_name}", read=True)
+        return status_from_full(self._model_name, self.model_uuid, full)
+
+    def live(self) -> ModelStatus:
+        """The model as the AllWatcher has delivered it so far (no request)."""
+        return status_from_watcher(self._model_name, self.model_uuid, self.model)
+
+    async def changed(self, timeout: float) -> bool:
+        """Wait until the AllWatcher delivers a change (True) or `timeout` passes (False)."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout=max(0.0, timeout))
+        except TimeoutError:
+            return False
+        self._changed.clear()
+        return True
+
+    async def ssh_keys(self) -> list[str]:
+        """The model's authorized keys, as full public key lines."""
+        model = self.model
+        found = await self._call("list ssh keys", lambda: model.get_ssh_keys(raw_ssh=True), read=True)
+        keys: list[str] = []
+        for result in getattr(found, "results", None) or []:
+            keys.extend(str(k) for k in (getattr(result, "result", None) or []))
+        return keys
+
+    async def application_config(self, application: str) -> dict[str, Any]:
+        """Option -> current value (options without one are left out)."""
+        from juju.client import client
+
+        facade = client.ApplicationFacade.from_connection(self.model.connection())
+        got = await self._call("read config", lambda: facade.Get(application=application),
+                               where=application, read=True)
+        out: dict[str, Any] = {}
+        for option, info in (got.config or {}).items():
+            if isinstance(info, Mapping) and "value" in info:
+                out[option] = info["value"]
+        return out
+
+    # -- changing --------------------------------------------------------------------------------
+
+    async def add_ssh_key(self, key: str) -> None:
+        model = self.model
+        user = str(self._controller.connection().info["user-info"]["identity"]).removeprefix("user-")
+
+        async def _add() -> None:
+            result = await model.add_ssh_key(user, key)
+            for item in getattr(result, "results", None) or []:
+                if getattr(item, "error", None):
+                    raise StageError(item.error.message, system="Juju", operation="add ssh key")
+
+        await self._call("add ssh key", _add, where=f"model {self._model_name}")
+
+    async def add_machines(self, requests: Sequence[MachineRequest]) -> list[AddedMachine]:
+        """MachineManager.AddMachines, up to 100 machines per request. Each result carries
+        the new machine's id or Juju's error for that machine."""
+        from juju.client import client
+        from juju.constraints import parse as parse_constraints
+
+        facade = client.MachineManagerFacade.from_connection(self.model.connection())
+        out: list[AddedMachine] = []
+        for i in range(0, len(requests), ADD_MACHINES_BATCH):
+            batch = list(requests[i: i + ADD_MACHINES_BATCH])
+            params = []
+            for req in batch:
+                constraints = dict(parse_constraints(req.constraints) or {})
+                p = client.AddMachineParams(jobs=["JobHostUnits"], constraints=client.Value.from_json(constraints))
+                if req.base:
+                    name, _, channel = req.base.partition("@")
+                    p.base = client.Base(name=name, channel=channel)
+                params.append(p)
+            where = ", ".join(r.constraints for r in batch[:3]) + (" ..." if len(batch) > 3 else "")
+
+            async def _add(ps: list[Any] = params) -> Any:
+                return await facade.AddMachines(params=ps)
+
+            result = await self._call("add machines", _add, where=where)
+            for req, item in zip(batch, result.machines or [], strict=False):
+                error = getattr(item, "error", None)
+                out.append(AddedMachine(req, str(item.machine or ""), error.message if error else ""))
+        return out
+
+    async def annotate(self, entities: Mapping[str, Mapping[str, str]]) -> None:
+        """Annotations.Set for many entities (tags like `machine-0`) in one request."""
+        if not entities:
+            return
+        from juju.client import client
+
+        facade = client.AnnotationsFacade.from_connection(self.model.connection())
+        params = [client.EntityAnnotations(entity=tag, annotations=dict(values)) for tag, values in entities.items()]
+        result = await self._call("set annotations", lambda: facade.Set(annotations=params))
+        errors = [r.error.message for r in getattr(result, "results", None) or [] if getattr(r, "error", None)]
+        if errors:
+            raise StageError("; ".join(errors), system="Juju", operation="set annotations")
+
+    async def deploy(self, application: str, charm: str, *, channel: str | None, base: str | None,
+                     config: Mapping[str, str], constraints: Mapping[str, Any] | None) -> None:
+        """Deploy `charm` from Charmhub as `application` with no units."""
+        model = self.model
+
+        async def _deploy() -> None:
+            await model.deploy(charm, application_name=application, channel=channel, base=base or None,
+                               config=dict(config), constraints=dict(constraints) if constraints else None,
+                               num_units=0)
+
+        await self._call("deploy", _deploy, where=application)
+
+    async def add_units(self, application: str, placements: Sequence[str | None]) -> list[str]:
+        """Application.AddUnits: one unit per placement (`"3"`, `"lxd:0"`, or None for a new
+        machine), in one request; returns the new units' names."""
+        from juju.client import client
+        from juju.placement import parse as parse_placement
+
+        facade = client.ApplicationFacade.from_connection(self.model.connection())
+        placed = [p for p in placements if p]
+        directives: list[Any] = []
+        for p in placed:
+            directives.extend(parse_placement(p) or [])
+        if placed and len(placed) != len(placements):
+            raise ValueError("add_units: mix placed and unplaced units in separate calls")
+
+        async def _add() -> Any:
+            return await facade.AddUnits(application=application, num_units=len(placements),
+                                         placement=directives or None, attach_storage=[])
+
+        result = await self._call("add units", _add, where=application)
+        return [str(u) for u in result.units or []]
+
+    async def relate(self, first: str, second: str) -> None:
+        model = self.model
+
+        async def _relate() -> None:
+            await model.integrate(first, second)
+
+        await self._call("add relation", _relate, where=f"{first} {second}")
+
+    async def expose(self, application: str) -> None:
+        app = self._application(application)
+        await self._call("expose", app.expose, where=application)
+
+    async def set_config(self, application: str, options: Mapping[str, str]) -> None:
+        app = self._application(application)
+        await self._call("set config", lambda: app.set_config(dict(options)), where=application)
+
+    async def resolve(self, unit: str) -> None:
+        """ResolveUnitErrors with retry (`juju resolved <unit>`): the failed hook runs again."""
+        from juju.client import client
+
+        facade = client.ApplicationFacade.from_connection(self.model.connection())
+        entities = {"entities": [{"tag": "unit-" + unit.replace("/", "-")}]}
+        result = await self._call(
+            "resolve unit", lambda: facade.ResolveUnitErrors(all_=False, retry=True, tags=entities), where=unit)
+        errors = [r.error.message for r in getattr(result, "results", None) or [] if getattr(r, "error", None)]
+        if errors and not all("not in an error state" in e for e in errors):
+            raise StageError("; ".join(errors), system="Juju", operation="resolve unit", where=unit)
+
+    async def run_action(self, unit: str, action: str, timeout: float, **params: Any) -> ActionResult:
+        """Run an action on a unit and wait for its end (through the AllWatcher), then read its
+        results."""
+        model = self.model
+        found = model.units.get(unit)
+        if found is None:
+            raise StageError(f"unit {unit} is not in the model", system="Juju", operation=f"run {action}",
+                             where=unit)
+        started = await self._call(f"run {action}", lambda: found.run_action(action, **params), where=unit)
+
+        def status() -> str:
+            history = model.state.state.get("action", {}).get(started.entity_id)
+            return str(history[-1].get("status")) if history and history[-1] else ""
+
+        deadline = time.monotonic() + timeout
+        while status() not in ("completed", "failed", "cancelled", "error", "aborted"):
+            if time.monotonic() > deadline:
+                raise StageError(f"action {action} did not finish within {timeout:.0f}s (status"
+                                 f" {status() or 'pending'})", system="Juju", operation=f"run {action}",
+                                 where=unit)
+            await self.changed(min(1.0, max(0.0, deadline - time.monotonic())))
+        from juju.client import client
+
+        facade = client.ActionFacade.from_connection(model.connection())
+        got = await self._call(f"read {action} results",
+                               lambda: facade.Actions(entities=[{"tag": f"action-{started.entity_id}"}]),
+                               where=unit, read=True)
+        item = got.results[0]
+        return ActionResult(str(item.status or ""), dict(item.output or {}), str(item.message or ""))
+
+    def _application(self, name: str) -> Any:
+        app = self.model.applications.get(name)
+        if app is None:
+            raise StageError(f"application {name} is not in the model", system="Juju", where=name)
+        return app
