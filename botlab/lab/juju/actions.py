@@ -243,9 +243,7 @@ async def applications_charms_actions(ctx: CallContext, params: dict[str, Any]) 
     for item in params.get("entities") or []:
         tag = str((item or {}).get("tag") or "")
         try:
-            if not tag.startswith("application-"):
-                raise errors.not_valid(f'"{tag}" is not a valid application tag')
-            app = w.app(tag[len("application-"):])
+            app = w.app_by_tag(tag)
             specs = {n: {"description": a.description, "params": a.schema()} for n, a in app.charm.actions.items()}
             results.append({"application-tag": tag, "actions": specs})
         except JujuApiError as exc:

@@ -18,6 +18,15 @@ from botlab.lab.juju import errors
 from botlab.lab.juju.catalogue import Charm, Endpoint, base_series
 from botlab.lab.juju.state import ControllerState, ModelState, iso_time
 
+APP_TAG = "application-"
+
+
+def application_name(tag: str) -> str:
+    """`application-etcd` -> `etcd`; anything else is Juju's "not a valid application tag"."""
+    if not tag.startswith(APP_TAG):
+        raise errors.not_valid(f'"{tag}" is not a valid application tag')
+    return tag[len(APP_TAG):]
+
 if TYPE_CHECKING:
     from botlab.lab.juju.facades import CallContext
 
@@ -232,6 +241,10 @@ class World:
     pending_serial: int = 0
 
     # -- lookups --
+
+    def app_by_tag(self, tag: str) -> App:
+        """The application an `application-<name>` tag names (not valid / not found as Juju says)."""
+        return self.app(application_name(tag))
 
     def app(self, name: str) -> App:
         app = self.apps.get(name)

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from botlab.lab.juju import charms, errors
-from botlab.lab.juju.appstate import World, log_event, world_of
+from botlab.lab.juju.appstate import World, application_name, log_event, world_of
 from botlab.lab.juju.catalogue import Charm
 from botlab.lab.juju.errors import JujuApiError, error_result
 from botlab.lab.juju.facades import CallContext, facade_method
@@ -39,9 +39,7 @@ def resources_for(w: World, charm: Charm, mapping: dict[str, str]) -> dict[str, 
 async def add_pending_resources(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
     tag = str(params.get("tag") or "")
-    if not tag.startswith("application-"):
-        raise errors.not_valid(f'"{tag}" is not a valid application tag')
-    application = tag[len("application-"):]
+    application = application_name(tag)
     try:
         entry = charms.lookup_added(w, str(params.get("url") or ""))
     except JujuApiError as exc:
@@ -74,9 +72,7 @@ async def list_resources(ctx: CallContext, params: dict[str, Any]) -> dict[str, 
     for item in params.get("entities") or []:
         tag = str((item or {}).get("tag") or "")
         try:
-            if not tag.startswith("application-"):
-                raise errors.not_valid(f'"{tag}" is not a valid application tag')
-            app = w.app(tag[len("application-"):])
+            app = w.app_by_tag(tag)
             resources = []
             for name, held in sorted(app.resources.items()):
                 resources.append({

@@ -688,9 +688,7 @@ async def units_info(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]
 async def leader(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
     tag = str(params.get("tag") or "")
-    if not tag.startswith("application-"):
-        raise errors.not_valid(f'"{tag}" is not a valid application tag')
-    app = w.app(tag[len("application-"):])
+    app = w.app_by_tag(tag)
     found = next((u for u in app.alive_units() if u.leader), None)
     return {"result": found.name if found else ""}
 
