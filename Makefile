@@ -5,9 +5,20 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LAB    ?= lab
 
-.PHONY: install test test-unit test-lab lint demo demo-stop bench clean
+.PHONY: install host-packages test test-unit test-lab lint demo demo-stop bench clean
 
-install: $(STAMP)
+install: $(STAMP) host-packages
+
+# The virtual lab's hosts run Debian's OpenSSH server (and sudo, as MAAS images have it) in
+# network namespaces; installed when root, else lab hosts are off and their tests skip.
+host-packages:
+	@if [ -x /usr/sbin/sshd ] && command -v sudo >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing openssh-server and sudo for the lab's hosts"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq openssh-server sudo >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq openssh-server sudo >/dev/null; }; \
+	else echo "note: lab hosts need openssh-server and sudo (apt-get install openssh-server sudo, as root)"; fi
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

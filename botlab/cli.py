@@ -247,10 +247,12 @@ LAB_DIR = click.option("--dir", "lab_dir", default="lab", show_default=True,
 @click.option("--deploy-s", type=click.FloatRange(0), help="Modelled deployment time.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--maas-port", default=0, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option("--hosts/--no-hosts", default=None,
+              help="Back deployed machines with SSH hosts in network namespaces (default: when root).")
 @pass_options
 def lab_start(opts: Options, lab_dir: str, machines: int, gpus: int, unenlisted: int | None,
               spec_file: str | None, name: str, commissioning_s: float | None,
-              deploy_s: float | None, seed: int, maas_port: int) -> None:
+              deploy_s: float | None, seed: int, maas_port: int, hosts: bool | None) -> None:
     """Start a virtual lab in the background and write DIR/inventory/lab.yaml for it."""
     from pathlib import Path
 
@@ -262,19 +264,20 @@ def lab_start(opts: Options, lab_dir: str, machines: int, gpus: int, unenlisted:
         Path(spec_file) if spec_file else None, machines=machines, gpus=gpus,
         unenlisted=unenlisted, commissioning_s=commissioning_s, deploy_s=deploy_s, seed=seed,
     )
-    info = control.start(Path(opts.env.cwd, lab_dir), doc, name=name, maas_port=maas_port)
+    info = control.start(Path(opts.env.cwd, lab_dir), doc, name=name, maas_port=maas_port, hosts=hosts)
     inv_dir = info.inventory.parent
     opts.emit(
         f"virtual lab '{info.name}' running (pid {info.pid}) in {info.dir}\n"
         f"  MAAS:      {info.maas_url}\n"
         f"  Juju:      {info.juju_endpoint} (JUJU_DATA={info.juju_data})\n"
+        f"  hosts:     {'SSH servers in namespaces, booted on deploy' if info.hosts else 'none (records only)'}\n"
         f"  inventory: {info.inventory}\n"
         f"try:  botlab -i {inv_dir} plan\n"
         f"      botlab -i {inv_dir} up enlist\n"
         f"stop: botlab lab stop --dir {info.dir}",
         {"pid": info.pid, "dir": str(info.dir), "maas_url": info.maas_url,
          "juju_endpoint": info.juju_endpoint, "juju_data": info.juju_data,
-         "inventory": str(info.inventory), "name": info.name},
+         "inventory": str(info.inventory), "name": info.name, "hosts": info.hosts},
     )
 
 
@@ -307,13 +310,15 @@ def lab_status(opts: Options, lab_dir: str) -> None:
         opts.emit("no lab running in " + lab_dir, {"running": False})
         return
     states = control.machine_states(info)
-    rows = [[h, s] for h, s in sorted(states.items())]
+    hosts = {h["hostname"]: h for h in control.hosts_state(info)} if info.hosts else {}
+    rows = [[h, s, hosts[h]["address"] if h in hosts else "-"] for h, s in sorted(states.items())]
     opts.emit(
         f"lab '{info.name}' running (pid {info.pid}); MAAS at {info.maas_url},"
         f" Juju controller at {info.juju_endpoint}\n"
-        + views.table(rows, ["machine", "MAAS status"]),
+        + views.table(rows, ["machine", "MAAS status", "host (SSH)"]),
         {"running": True, "pid": info.pid, "maas_url": info.maas_url,
-         "juju_endpoint": info.juju_endpoint, "machines": states},
+         "juju_endpoint": info.juju_endpoint, "machines": states,
+         "hosts": {h: {"address": d["address"], "host_keys": d["host_keys"]} for h, d in hosts.items()}},
     )
 
 

@@ -29,6 +29,7 @@ class LabInfo:
     alive: bool
     juju_endpoint: str = ""
     juju_data: str = ""
+    hosts: bool = False  # deployed machines are SSH hosts in network namespaces
 
 
 def process_alive(pid: int) -> bool:
@@ -53,7 +54,7 @@ def read_info(lab_dir: Path) -> LabInfo | None:
         return None
     return LabInfo(lab_dir, int(data["pid"]), data["maas_url"], data["control_url"],
                    Path(data["inventory"]), data["name"], process_alive(int(data["pid"])),
-                   data.get("juju_endpoint", ""), data.get("juju_data", ""))
+                   data.get("juju_endpoint", ""), data.get("juju_data", ""), bool(data.get("hosts")))
 
 
 def start(
@@ -62,9 +63,18 @@ def start(
     *,
     name: str = "lab",
     maas_port: int = 0,
+    hosts: bool | None = None,
 ) -> LabInfo:
-    """Spawn the lab daemon for `spec_doc` and wait until it serves (lab.json written)."""
+    """Spawn the lab daemon for `spec_doc` and wait until it serves (lab.json written).
+    `hosts`: back deployed machines with SSH hosts (None: when this process can, i.e. root)."""
+    from botlab.lab.hosts.manager import hosts_supported
     from botlab.lab.spec import load_spec
+
+    why_not = hosts_supported()
+    if hosts and why_not:
+        raise UsageError(f"--hosts: {why_not}")
+    if hosts is None:
+        hosts = why_not is None
 
     lab_dir = lab_dir.resolve()
     running = read_info(lab_dir)
@@ -76,7 +86,7 @@ def start(
     import yaml
 
     (lab_dir / "spec.yaml").write_text(yaml.safe_dump(spec_doc, sort_keys=False))
-    (lab_dir / "settings.json").write_text(json.dumps({"name": name, "maas_port": maas_port}))
+    (lab_dir / "settings.json").write_text(json.dumps({"name": name, "maas_port": maas_port, "hosts": hosts}))
     (lab_dir / "lab.json").unlink(missing_ok=True)
     log = open(lab_dir / "lab.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
@@ -113,7 +123,26 @@ def stop(lab_dir: Path, timeout: float = 20.0) -> LabInfo | None:
         if process_alive(info.pid):
             os.kill(info.pid, signal.SIGKILL)
     (info.dir / "lab.json").unlink(missing_ok=True)
+    if info.hosts:
+        sweep_hosts(info.dir)
     return info
+
+
+def sweep_hosts(lab_dir: Path) -> list[str]:
+    """Remove whatever hosts of this lab a killed daemon left behind (namespaces, links)."""
+    from botlab.lab.hosts import names, network
+
+    removed = network.sweep(names.lab_id(lab_dir))
+    import shutil
+
+    shutil.rmtree(lab_dir / "hosts", ignore_errors=True)
+    return removed
+
+
+def hosts_state(info: LabInfo) -> list[dict[str, Any]]:
+    """The running lab hosts (hostname, address, host keys ...) from the control API."""
+    with urllib.request.urlopen(info.control_url + "state", timeout=5) as answer:
+        return list(json.loads(answer.read()).get("hosts") or [])
 
 
 def machine_states(info: LabInfo) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """The virtual lab's background process: serves the emulators on loopback until SIGTERM.
 
 `botlab lab start` spawns `python -m botlab.lab.daemon DIR`; it reads DIR/spec.yaml, serves
-the MAAS emulator and the Juju controller emulator (on that MAAS), writes DIR/juju (a
+the MAAS emulator (with lab hosts behind it when settings say so: SSH servers in network
+namespaces, see botlab.lab.hosts) and the Juju controller emulator (on that MAAS), writes DIR/juju (a
 JUJU_DATA folder for the controller) and the inventory, then DIR/lab.json last (its presence
 means ready).
 """
@@ -27,9 +28,20 @@ def serve(lab_dir: Path) -> None:
 
     settings = json.loads((lab_dir / "settings.json").read_text())
     spec = load_spec(lab_dir / "spec.yaml")
-    maas = MaasEmulator(spec)
+    hosts = None
+    if settings.get("hosts"):
+        from botlab.lab.hosts import HostManager
+
+        hosts = HostManager(lab_dir, spec)
+        hosts.start()
+    maas = MaasEmulator(spec, hosts=hosts)
     server = AppThread(maas.app, port=int(settings.get("maas_port", 0)), name="lab-maas")
-    base = server.start()
+    try:
+        base = server.start()
+    except BaseException:
+        if hosts is not None:
+            hosts.stop()
+        raise
     maas.serving_at(base)
     maas_url = maas.url
     # Models fetch charm metadata from Charmhub: point them at the lab's own, never the real one.
@@ -44,6 +56,8 @@ def serve(lab_dir: Path) -> None:
         juju.stop()
         charmhub.stop()
         server.stop()
+        if hosts is not None:
+            hosts.stop()
         raise
     inventory = write_lab_inventory(
         lab_dir, spec, maas_url, settings["name"],
@@ -60,6 +74,7 @@ def serve(lab_dir: Path) -> None:
         "juju_control_url": juju.control_url,
         "juju_data": str(juju_data),
         "charmhub_url": charmhub.url,
+        "hosts": hosts is not None,
     }
     tmp = lab_dir / "lab.json.tmp"
     tmp.write_text(json.dumps(record, indent=2))
@@ -71,6 +86,8 @@ def serve(lab_dir: Path) -> None:
         juju.stop()
         charmhub.stop()
         server.stop()
+        if hosts is not None:
+            hosts.stop()
         (lab_dir / "lab.json").unlink(missing_ok=True)
         print("lab stopped", flush=True)
 

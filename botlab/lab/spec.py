@@ -60,6 +60,8 @@ class GpuSpec:
     count: int = 0
     model: str = "NVIDIA A100-SXM4-80GB"
     vendor: str = "NVIDIA Corporation"
+    driver_version: str = "535.183.01"  # what nvidia-smi on the lab host reports
+    toolkit: bool = False  # the NVIDIA container toolkit is already installed on the host
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,8 @@ def _dump_machine(m: MachineSpec) -> dict[str, Any]:
         "cores": m.cores,
         "memory_mib": m.memory_mib,
         "cpu_model": m.cpu_model,
-        "gpus": {"count": m.gpus.count, "model": m.gpus.model, "vendor": m.gpus.vendor},
+        "gpus": {"count": m.gpus.count, "model": m.gpus.model, "vendor": m.gpus.vendor,
+                 "driver_version": m.gpus.driver_version, "toolkit": m.gpus.toolkit},
         "storage": [{"name": d.name, "size_gb": d.size_gb, "model": d.model, "serial": d.serial} for d in m.storage],
         "power_type": m.power_type,
         "power_parameters": dict(m.power_parameters),
@@ -507,6 +510,8 @@ class _Loader:
             count=self.integer(d.get("count", 0), f"{where}.count"),
             model=self.string(d.get("model", base.model), f"{where}.model"),
             vendor=self.string(d.get("vendor", base.vendor), f"{where}.vendor"),
+            driver_version=self.string(d.get("driver_version", base.driver_version), f"{where}.driver_version"),
+            toolkit=self.boolean(d.get("toolkit", base.toolkit), f"{where}.toolkit"),
         )
 
     def storage(self, raw: Any, where: str) -> tuple[DiskSpec, ...]:
@@ -613,6 +618,12 @@ class _Loader:
         if not isinstance(raw, str) or not raw:
             self.problems.append(f"{where}: must be a non-empty string")
             return ""
+        return raw
+
+    def boolean(self, raw: Any, where: str) -> bool:
+        if not isinstance(raw, bool):
+            self.problems.append(f"{where}: must be true or false")
+            return False
         return raw
 
     def integer(self, raw: Any, where: str, minimum: int | None = 0) -> int:

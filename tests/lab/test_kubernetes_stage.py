@@ -5,7 +5,6 @@ emulator. What Juju and MAAS saw is read back from the emulators' control APIs (
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -13,7 +12,6 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,104 +20,13 @@ from typing import Any
 import pytest
 import yaml
 
-from botlab.app import Environment
-from botlab.cli import main
-from botlab.lab import control, specs
-from botlab.state import StateStore
+from botlab.lab import control
+from tests.support.kubelab import KubeLab, start_lab
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = ("node-01", "node-02", "node-03", "node-04", "node-05")
 RELATIONS = 14  # in the rendered bundle of the lab's five machines
-
-
-class KubeLab:
-    """A running virtual lab with 5 machines (node-04/05 with GPUs, node-03 the NFS host)."""
-
-    def __init__(self, tmp: Path, info: control.LabInfo) -> None:
-        self.tmp = tmp
-        self.info = info
-        self.inventory = info.inventory
-        record = json.loads((info.dir / "lab.json").read_text())
-        self.juju_url = str(record["juju_control_url"])
-        self.stdout = self.stderr = ""
-
-    # -- the emulators' control APIs -----------------------------------------------------------
-
-    @staticmethod
-    def _call(url: str, method: str = "GET", body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as answer:
-            return json.loads(answer.read())
-
-    def maas_events(self, since: int = 0) -> list[dict[str, Any]]:
-        doc = self._call(f"{self.info.control_url}events?since={since}")
-        return list(doc["events"] if isinstance(doc, dict) else doc)
-
-    def maas_seq(self) -> int:
-        return int(self._call(self.info.control_url + "state")["last_seq"])
-
-    def maas_machines(self) -> dict[str, dict[str, Any]]:
-        return {m["hostname"]: m for m in self._call(self.info.control_url + "state")["machines"]}
-
-    def juju_events(self, since: int = 0) -> list[dict[str, Any]]:
-        return list(self._call(f"{self.juju_url}events?since={since}")["events"])
-
-    def juju_seq(self) -> int:
-        return int(self._call(self.juju_url + "state")["last_seq"])
-
-    def juju_models(self) -> list[str]:
-        return [m["name"] for m in self._call(self.juju_url + "state")["models"]]
-
-    def juju_faults(self, fault: dict[str, Any] | None) -> None:
-        self._call(self.juju_url + "faults", "POST" if fault else "DELETE", fault)
-
-    def unit_faults(self, fault: dict[str, Any] | None) -> None:
-        self._call(self.juju_url + "unit-faults", "POST" if fault else "DELETE", fault)
-
-    def juju_mutations(self, since: int) -> list[str]:
-        return [f"{e['facade']}.{e['method']}" for e in self.juju_events(since)
-                if e["kind"] == "rpc" and e.get("mutating")]
-
-    def maas_mutations(self, since: int) -> list[dict[str, Any]]:
-        return [e for e in self.maas_events(since) if e.get("kind") == "request" and e.get("mutating")]
-
-    # -- botlab -----------------------------------------------------------------------------------
-
-    def botlab(self, *args: str) -> int:
-        out, err = io.StringIO(), io.StringIO()
-        env = Environment(cwd=self.tmp, environ=dict(os.environ), stdout=out, stderr=err)
-        code = main(["-i", str(self.inventory), *args], env)
-        self.stdout, self.stderr = out.getvalue(), err.getvalue()
-        return code
-
-    def json(self, *args: str) -> dict[str, Any]:
-        code = self.botlab("--output", "json", *args)
-        doc: dict[str, Any] = json.loads(self.stdout)
-        doc["_code"] = code
-        return doc
-
-    def edit_inventory(self, **kubernetes: Any) -> None:
-        doc = yaml.safe_load(self.inventory.read_text())
-        doc.setdefault("kubernetes", {}).update(kubernetes)
-        self.inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-    def store(self) -> StateStore:
-        return StateStore.open_existing(self.inventory.parent / ".botlab")
-
-    def stage(self, name: str, doc: dict[str, Any]) -> dict[str, Any]:
-        return next(s for s in doc["stages"] if s["stage"] == name)
-
-
-def start_lab(tmp: Path, *, deploy_s: float = 0.3, charms: dict[str, float] | None = None) -> KubeLab:
-    doc = specs.spec_document(None, machines=5, gpus=2, unenlisted=0, commissioning_s=0.1,
-                              deploy_s=deploy_s, seed=11)
-    doc["timings"].update(testing_s=0.05, release_s=0.1)
-    doc["juju"] = {"destroy_s": 0.05, "charms": dict(charms or {})}
-    lab = KubeLab(tmp, control.start(tmp / "lab", doc, name="alpha"))
-    lab.edit_inventory(timeout=60)
-    return lab
 
 
 @pytest.fixture

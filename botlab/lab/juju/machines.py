@@ -40,9 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from botlab.lab.hosts.cloudinit import new_host_key
 from botlab.lab.juju import errors
 from botlab.lab.juju.controller import default_base, entities
 from botlab.lab.juju.errors import JujuApiError, error_result
@@ -522,12 +521,15 @@ def _instance_tags(controller: ControllerState, model: ModelState, rec: MachineR
 
 def user_data(model: ModelState, rec: MachineRecord) -> str:
     """The cloud-config Juju hands MAAS for a machine: the model's authorized keys (for the
-    default user, ubuntu) and its package update/upgrade settings."""
-    config = {
+    default user, ubuntu), the host key Juju generated for it (so Juju knows the key before
+    the machine first answers) and the package update/upgrade settings."""
+    config: dict[str, Any] = {
         "ssh_authorized_keys": split_authorized_keys(model.authorized_keys),
         "package_update": bool(model.config.get("enable-os-refresh-update", True)),
         "package_upgrade": bool(model.config.get("enable-os-upgrade", True)),
     }
+    if rec.host_private_key:
+        config["ssh_keys"] = {"ed25519_private": rec.host_private_key, "ed25519_public": rec.host_public_key}
     head = f"#cloud-config\n# Juju machine {rec.id} of model {model.owner}/{model.name} ({model.uuid})\n"
     return head + yaml.safe_dump(config, default_flow_style=False, sort_keys=False, width=100000)
 
@@ -542,12 +544,10 @@ def _fail(controller: ControllerState, model: ModelState, rec: MachineRecord, me
 
 
 def _host_key(rec: MachineRecord, hostname: str) -> None:
-    key = Ed25519PrivateKey.generate()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    rec.host_public_key = f"{public.decode()} root@{hostname}"
-    rec.host_private_key = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    ).decode()
+    """Give the machine a host key unless it has one (a node gets its key at deploy)."""
+    if not rec.host_private_key:
+        key = new_host_key(hostname)
+        rec.host_public_key, rec.host_private_key = key.public, key.private
 
 
 def _start(controller: ControllerState, model: ModelState, rec: MachineRecord, message: str) -> None:
@@ -603,6 +603,7 @@ async def _provision_node(controller: ControllerState, model: ModelState, rec: M
         await client.set_owner_data(system_id, _instance_tags(controller, model, rec))
         if rec.doomed:
             return
+        _host_key(rec, rec.display_name)
         node = await client.deploy(system_id, distro_series=rec.series, user_data=user_data(model, rec))
     except MaasError as exc:
         if rec.doomed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from botlab.lab.events import EventLog
 from botlab.lab.maas.api import MaasApi, request_counters
 from botlab.lab.maas.control import ControlApi
 from botlab.lab.maas.faults import FaultBook
+from botlab.lab.maas.hostbackend import HostBackend
 from botlab.lab.maas.model import Cancellable, MaasModel, Machine
 from botlab.lab.spec import FaultSpec, LabSpec, load_fault
 from botlab.lab.thread import AppThread, StartStop
@@ -33,6 +35,13 @@ class _LoopScheduler:
 
         return self.loop.call_later(delay, run)
 
+    def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
+        def run() -> None:
+            with self.lock:
+                callback()
+
+        self.loop.call_soon_threadsafe(run)
+
 
 class MaasEmulator(StartStop):
     """An emulated MAAS region built from a lab spec.
@@ -41,7 +50,7 @@ class MaasEmulator(StartStop):
     thread on 127.0.0.1. Every method here may be called from any thread.
     """
 
-    def __init__(self, spec: LabSpec) -> None:
+    def __init__(self, spec: LabSpec, hosts: HostBackend | None = None) -> None:
         self.spec = spec
         self._lock = threading.RLock()
         self._log = EventLog(request_counters)
@@ -51,6 +60,7 @@ class MaasEmulator(StartStop):
                 self._faults.add(fault)
         self._api: MaasApi | None = None
         self.model = MaasModel(spec, self._faults, on_event=self._model_event)
+        self.model.hosts = hosts
         self._api = MaasApi(self.model, self._lock, self._log, self._faults)
         self.app = web.Application()
         self.app.add_routes(self._api.routes())
@@ -153,6 +163,7 @@ class MaasEmulator(StartStop):
                 "faults": self._faults.describe(),
                 "counters": self._log.counters(),
                 "last_seq": self._log.last_seq,
+                "hosts": m.hosts.describe() if m.hosts is not None else None,
             }
 
     def _model_event(self, kind: str, **fields: Any) -> None:
@@ -180,7 +191,7 @@ def _machine_state(m: Machine) -> dict[str, Any]:
         "ip_addresses": m.ip_addresses,
         "osystem": m.osystem,
         "distro_series": m.distro_series,
-        "user_data": m.user_data.decode("utf-8", "replace") if m.user_data else None,
+        "user_data": _without_private_keys(m.user_data.decode("utf-8", "replace")) if m.user_data else None,
         "power_type": m.power_type,
         "power_parameters": dict(m.power_parameters),
         "power_state": m.power_state,
@@ -188,6 +199,14 @@ def _machine_state(m: Machine) -> dict[str, Any]:
         "pool": m.pool,
         "locked": m.locked,
     }
+
+
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
+
+
+def _without_private_keys(text: str) -> str:
+    """user_data as the control API shows it: host private keys (Juju sends them) blanked."""
+    return _PRIVATE_KEY.sub("<private key redacted>", text)
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from botlab.lab.maas.errors import (
 )
 from botlab.lab.maas.faults import FaultBook
 from botlab.lab.maas.forms import Params
+from botlab.lab.maas.hostbackend import BootRequest, HostBackend
 from botlab.lab.maas.oauth import ApiKey
 from botlab.lab.maas.status import COMMISSIONABLE, POWERED_ON, RELEASABLE, Status
 from botlab.lab.spec import MAC_RE, LabSpec, MachineSpec
@@ -149,6 +150,9 @@ class Scheduler(Protocol):
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable: ...
 
+    def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the scheduler's loop soon; may be called from any thread."""
+
 
 @dataclass
 class Interface:
@@ -233,6 +237,7 @@ class Machine:
     timer: Cancellable | None = None
     skip_testing: bool = False
     erasing: bool = False
+    boot_seq: int = 0  # counts host boots, so an answer for an older boot is ignored
 
     @property
     def macs(self) -> list[str]:
@@ -270,6 +275,8 @@ class MaasModel:
         self.spec = spec
         self.faults = faults
         self.on_event = on_event
+        # What plays the deployed machines' operating systems (lab hosts); None: records only.
+        self.hosts: HostBackend | None = None
         self.scheduler: Scheduler | None = None
         self.rng = random.Random(spec.timings.seed)  # step durations only, so they replay
         self._token_rng = random.Random(spec.timings.seed + 1)
@@ -529,6 +536,7 @@ class MaasModel:
 
     def delete_machine(self, m: Machine) -> None:
         self._cancel(m)
+        self._power_off(m)
         self._free_ips(m)
         del self.machines[m.system_id]
         # The box is still in the rack and powered: it PXE-boots again, waiting to be added.
@@ -716,11 +724,44 @@ class MaasModel:
             m.agent_name = params.get("agent_name") or ""
         self._assign_ips(m)
         self._set_status(m, Status.DEPLOYING, "Deploying: installing OS")
-        self._schedule(m, "deployment", self.spec.timings.deploy_s, self._deployed)
+        self._schedule(m, "deployment", self.spec.timings.deploy_s, self._installed)
         return m
+
+    def _installed(self, m: Machine) -> None:
+        """The OS is on the disk: boot it (a lab host), Deployed once it answers."""
+        if self.hosts is None or self.scheduler is None:
+            self._deployed(m)
+            return
+        m.boot_seq += 1
+        m.stage = "booting"
+        seq, scheduler = m.boot_seq, self.scheduler
+        ip = m.interfaces[0].ip if m.interfaces else None
+        request = BootRequest(m.system_id, m.hostname, ip or "", m.user_data,
+                              tuple(k.key for k in self.ssh_keys), m.hardware)
+        self.on_event("host-booting", system_id=m.system_id, hostname=m.hostname, address=ip)
+
+        def done(problem: str | None) -> None:
+            scheduler.call_soon_threadsafe(lambda: self._booted(m, seq, problem))
+
+        self.hosts.boot(request, done)
+
+    def _booted(self, m: Machine, seq: int, problem: str | None) -> None:
+        if self.machines.get(m.system_id) is not m or m.stage != "booting" or m.boot_seq != seq:
+            return  # released, aborted or redeployed meanwhile
+        m.stage = None
+        if problem:
+            self.on_event("host-boot-failed", system_id=m.system_id, hostname=m.hostname, message=problem)
+            self._fail(m, "deployment", f"Failed to boot the deployed OS: {problem}")
+            return
+        self._deployed(m)
 
     def _deployed(self, m: Machine) -> None:
         self._set_status(m, Status.DEPLOYED, "Deployed")
+
+    def _power_off(self, m: Machine) -> None:
+        """The machine's OS goes away (release, abort, delete): its lab host is wiped."""
+        if self.hosts is not None:
+            self.hosts.shutdown(m.system_id)
 
     def release(self, m: Machine, params: Params) -> Machine:
         if m.status in (Status.READY, Status.RELEASING, Status.DISK_ERASING):
@@ -729,6 +770,7 @@ class MaasModel:
             raise _state_violation(m, "released")
         self._check_unlocked(m)
         self._cancel(m)
+        self._power_off(m)
         self._free_ips(m)
         m.erasing = any(params.flag(p) for p in ("erase", "secure_erase", "quick_erase"))
         if m.erasing:
@@ -757,6 +799,7 @@ class MaasModel:
             self._set_status(m, back, comment or f"Aborted {m.status.label.lower()}")
         elif m.status == Status.DEPLOYING:
             self._cancel(m)
+            self._power_off(m)
             self._free_ips(m)
             self._set_status(m, Status.ALLOCATED, comment or "Aborted deployment")
         elif m.status == Status.DISK_ERASING:

@@ -1,0 +1,290 @@
+"""HostManager: the lab's hosts, booted when the virtual MAAS deploys a machine and wiped when
+it releases one. Operations on one machine run in order on a worker pool; a host is a
+process tree (PID 1: boot.py) in namespaces named after the lab (see names.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from botlab.lab.hosts import cloudinit, names, network
+from botlab.lab.hosts.network import HostError
+from botlab.lab.hosts.rootfs import HostSpec
+from botlab.lab.maas.hostbackend import BootRequest
+from botlab.lab.spec import LabSpec, MachineSpec
+
+BOOT_TIMEOUT_S = 30.0
+
+
+def hosts_supported() -> str | None:
+    """None when this process can create lab hosts, else why not."""
+    if os.geteuid() != 0:
+        return "lab hosts need root (network and mount namespaces); run as root or without hosts"
+    for tool in ("ip", "nsenter", "unshare"):
+        if shutil.which(tool) is None:
+            return f"lab hosts need `{tool}` (util-linux, iproute2)"
+    if not Path("/usr/sbin/sshd").exists():
+        return "lab hosts need OpenSSH's sshd (apt-get install openssh-server; `make install` does it)"
+    return None
+
+
+@dataclass
+class Host:
+    """One running lab host."""
+
+    system_id: str
+    hostname: str
+    address: str
+    netns: str
+    pid: int  # boot.py, the host's PID 1, as this machine's PID namespace numbers it
+    process: subprocess.Popen[bytes]
+    host_keys: list[str]  # public halves, OpenSSH format
+
+    @property
+    def root(self) -> Path:
+        """The host's root filesystem as seen from outside (through its PID 1)."""
+        return Path(f"/proc/{self.pid}/root")
+
+    def describe(self) -> dict[str, Any]:
+        return {"system_id": self.system_id, "hostname": self.hostname, "address": self.address,
+                "netns": self.netns, "pid": self.pid, "host_keys": list(self.host_keys)}
+
+
+def gpu_facts(hardware: MachineSpec | None, hostname: str) -> dict[str, Any]:
+    """What the host tools show of the machine's GPUs (nvidia-smi, lspci)."""
+    facts: dict[str, Any] = {"hostname": hostname, "gpus": [], "nvidia_toolkit": False}
+    if hardware is None or hardware.gpus.count == 0:
+        return facts
+    gpus = hardware.gpus
+    memory_gb = next((int(part[:-2]) for part in gpus.model.replace("-", " ").split() if part.endswith("GB")
+                      and part[:-2].isdigit()), 80)
+    for index in range(gpus.count):
+        facts["gpus"].append({
+            "index": index,
+            "model": gpus.model,
+            "uuid": f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, f'{hostname}.gpu{index}.botlab.invalid')}",
+            "bus_id": f"00000000:{0x17 + index * 0x10 if index < 14 else 0x100 - 2 + index:02X}:00.0",
+            "memory_mib": memory_gb * 1024 - 1024 // 2,
+        })
+    facts["driver_version"] = gpus.driver_version
+    facts["cuda_version"] = "12.2"
+    facts["nvidia_toolkit"] = gpus.toolkit
+    return facts
+
+
+class HostManager:
+    """Boots and wipes the lab's hosts; the MAAS emulator's HostBackend."""
+
+    def __init__(self, lab_dir: Path, spec: LabSpec, *, workers: int = 8) -> None:
+        problem = hosts_supported()
+        if problem:
+            raise HostError(problem)
+        self.lab_dir = lab_dir.resolve()
+        self.lab = names.lab_id(self.lab_dir)
+        self.spec = spec
+        self.state_dir = self.lab_dir / "hosts"
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lab-host")
+        self._lock = threading.Lock()
+        self._hosts: dict[str, Host] = {}  # by system id
+        self._tail: dict[str, Future[None]] = {}  # each machine's last queued operation
+        self._index = 0
+        self._started = False
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Remove what a crashed run of this lab left behind, then make the lab bridge."""
+        network.sweep(self.lab)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.state_dir.mkdir(mode=0o700, parents=True)
+        net = self.spec.network
+        network.ensure_bridge(self.lab, net.cidr, net.gateway_ip)
+        self._started = True
+
+    def stop(self) -> None:
+        """Stop every host and remove every namespace, interface and folder the lab made."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            hosts, self._hosts = list(self._hosts.values()), {}
+        for host in hosts:
+            self._stop_host(host)
+        network.sweep(self.lab)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self._started = False
+
+    # --- the MAAS emulator's HostBackend ---------------------------------------------------
+
+    def boot(self, request: BootRequest, done: Callable[[str | None], None]) -> None:
+        def op() -> None:
+            try:
+                self._boot(request)
+            except Exception as exc:  # reported to MAAS as a failed deployment
+                done(str(exc))
+            else:
+                done(None)
+
+        self._queue(request.system_id, op)
+
+    def shutdown(self, system_id: str) -> None:
+        def op() -> None:
+            with self._lock:
+                host = self._hosts.pop(system_id, None)
+            if host is not None:
+                self._stop_host(host)
+
+        self._queue(system_id, op)
+
+    def _queue(self, system_id: str, op: Callable[[], None]) -> None:
+        """Run `op` after every operation queued before it for the same machine."""
+        with self._lock:
+            before = self._tail.get(system_id)
+
+            def run() -> None:
+                if before is not None:
+                    before.result()
+                op()
+
+            self._tail[system_id] = self._pool.submit(run)
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Wait until every queued boot and shutdown has finished (for tests and stop)."""
+        with self._lock:
+            pending = list(self._tail.values())
+        for future in pending:
+            future.result(timeout=timeout)
+
+    # --- reading and running ------------------------------------------------------------------
+
+    def hosts(self) -> list[Host]:
+        with self._lock:
+            return sorted(self._hosts.values(), key=lambda h: h.hostname)
+
+    def host(self, hostname: str) -> Host | None:
+        return next((h for h in self.hosts() if h.hostname == hostname), None)
+
+    def run(self, hostname: str, argv: Sequence[str], *, input: str | None = None,
+            timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run a command as root inside a host (its namespaces and root), as a charm's hook
+        would; the result's returncode, stdout and stderr are the command's."""
+        host = self.host(hostname)
+        if host is None:
+            raise HostError(f"no lab host {hostname} is running")
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+               "HOME": "/root"}
+        return subprocess.run(["nsenter", "-t", str(host.pid), "-m", "-u", "-n", "-p", "-r", "-w", "--", *argv],
+                              input=input, capture_output=True, text=True, timeout=timeout, env=env,
+                              preexec_fn=_default_signals)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [h.describe() for h in self.hosts()]
+
+    # --- one host --------------------------------------------------------------------------
+
+    def _boot(self, request: BootRequest) -> None:
+        if not self._started:
+            raise HostError("the lab's host manager is not started")
+        config = cloudinit.parse(request.user_data, request.ssh_keys, request.hostname)
+        with self._lock:
+            old = self._hosts.pop(request.system_id, None)
+            self._index += 1
+            index = self._index
+        if old is not None:
+            self._stop_host(old)
+        netns = names.netns(self.lab, request.hostname)
+        net = self.spec.network
+        network.add_host(self.lab, index, netns, request.address, net.cidr, net.gateway_ip)
+        mount_dir = self.state_dir / request.hostname
+        mount_dir.mkdir(mode=0o700, exist_ok=True)
+        spec = HostSpec(
+            hostname=request.hostname, address=request.address, mount_dir=str(mount_dir),
+            default_user=config.default_user, authorized_keys=config.authorized_keys,
+            host_keys=[dataclasses.asdict(k) for k in config.host_keys],
+            facts=gpu_facts(request.hardware, request.hostname), hide=[str(self.lab_dir)],
+        )
+        spec_file = self.state_dir / f"{request.hostname}.boot.json"
+        fd = os.open(spec_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(dataclasses.asdict(spec), fh)
+        log = open(self.state_dir / f"{request.hostname}.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            process = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{netns}", "unshare", "--mount", "--uts", "--pid", "--fork",
+                 "--kill-child", "--propagation", "private", sys.executable, "-m", "botlab.lab.hosts.boot",
+                 str(spec_file)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                preexec_fn=_default_signals,
+            )
+        finally:
+            log.close()
+        try:
+            self._wait_ready(process, request.hostname)
+            pid = _only_child(process.pid)
+        except Exception:
+            process.kill()
+            process.wait()
+            network.remove_host(netns)
+            spec_file.unlink(missing_ok=True)
+            raise
+        host = Host(request.system_id, request.hostname, request.address, netns, pid, process,
+                    [k.public for k in config.host_keys])
+        with self._lock:
+            self._hosts[request.system_id] = host
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], hostname: str) -> None:
+        assert process.stdout is not None
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        out = b""
+        while b"READY\n" not in out:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HostError(f"host {hostname} did not boot within {BOOT_TIMEOUT_S:.0f}s; "
+                                f"see {self.state_dir / (hostname + '.log')}")
+            ready, _, _ = select.select([process.stdout], [], [], left)
+            if ready:
+                chunk = os.read(process.stdout.fileno(), 4096)
+                if not chunk:
+                    tail = (self.state_dir / f"{hostname}.log").read_text(errors="replace").strip()
+                    raise HostError(tail.splitlines()[-1] if tail else f"host {hostname} exited while booting")
+                out += chunk
+        process.stdout.close()
+
+    def _stop_host(self, host: Host) -> None:
+        """Power off: PID 1 ends, the kernel kills the rest of the host, its tmpfs goes."""
+        # To PID 1 itself: unshare ignores SIGTERM while it waits for its child.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(host.pid, signal.SIGTERM)
+        try:
+            host.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            host.process.kill()
+            host.process.wait()
+        network.remove_host(host.netns)
+        shutil.rmtree(self.state_dir / host.hostname, ignore_errors=True)
+
+
+def _default_signals() -> None:
+    """In the child: the lab daemon blocks SIGTERM in every thread; the host must not."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def _only_child(pid: int) -> int:
+    """The PID of `pid`'s one child (unshare's fork: the host's PID 1)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    if len(children) != 1:
+        raise HostError(f"expected one child of unshare (pid {pid}), found {children}")
+    return int(children[0])

@@ -1,0 +1,108 @@
+"""A virtual lab started with `botlab lab start`'s machinery for end-to-end stage tests, with
+botlab run in-process through its CLI and the emulators read back through their control APIs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from botlab.app import Environment
+from botlab.cli import main
+from botlab.lab import control, specs
+from botlab.state import StateStore
+
+
+class KubeLab:
+    """A running virtual lab with 5 machines (node-04/05 with GPUs, node-03 the NFS host)."""
+
+    def __init__(self, tmp: Path, info: control.LabInfo) -> None:
+        self.tmp = tmp
+        self.info = info
+        self.inventory = info.inventory
+        record = json.loads((info.dir / "lab.json").read_text())
+        self.juju_url = str(record["juju_control_url"])
+        self.stdout = self.stderr = ""
+
+    # -- the emulators' control APIs -----------------------------------------------------------
+
+    @staticmethod
+    def _call(url: str, method: str = "GET", body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def maas_events(self, since: int = 0) -> list[dict[str, Any]]:
+        doc = self._call(f"{self.info.control_url}events?since={since}")
+        return list(doc["events"] if isinstance(doc, dict) else doc)
+
+    def maas_seq(self) -> int:
+        return int(self._call(self.info.control_url + "state")["last_seq"])
+
+    def maas_machines(self) -> dict[str, dict[str, Any]]:
+        return {m["hostname"]: m for m in self._call(self.info.control_url + "state")["machines"]}
+
+    def juju_events(self, since: int = 0) -> list[dict[str, Any]]:
+        return list(self._call(f"{self.juju_url}events?since={since}")["events"])
+
+    def juju_seq(self) -> int:
+        return int(self._call(self.juju_url + "state")["last_seq"])
+
+    def juju_models(self) -> list[str]:
+        return [m["name"] for m in self._call(self.juju_url + "state")["models"]]
+
+    def juju_faults(self, fault: dict[str, Any] | None) -> None:
+        self._call(self.juju_url + "faults", "POST" if fault else "DELETE", fault)
+
+    def unit_faults(self, fault: dict[str, Any] | None) -> None:
+        self._call(self.juju_url + "unit-faults", "POST" if fault else "DELETE", fault)
+
+    def juju_mutations(self, since: int) -> list[str]:
+        return [f"{e['facade']}.{e['method']}" for e in self.juju_events(since)
+                if e["kind"] == "rpc" and e.get("mutating")]
+
+    def maas_mutations(self, since: int) -> list[dict[str, Any]]:
+        return [e for e in self.maas_events(since) if e.get("kind") == "request" and e.get("mutating")]
+
+    # -- botlab -----------------------------------------------------------------------------------
+
+    def botlab(self, *args: str) -> int:
+        out, err = io.StringIO(), io.StringIO()
+        env = Environment(cwd=self.tmp, environ=dict(os.environ), stdout=out, stderr=err)
+        code = main(["-i", str(self.inventory), *args], env)
+        self.stdout, self.stderr = out.getvalue(), err.getvalue()
+        return code
+
+    def json(self, *args: str) -> dict[str, Any]:
+        code = self.botlab("--output", "json", *args)
+        doc: dict[str, Any] = json.loads(self.stdout)
+        doc["_code"] = code
+        return doc
+
+    def edit_inventory(self, **kubernetes: Any) -> None:
+        doc = yaml.safe_load(self.inventory.read_text())
+        doc.setdefault("kubernetes", {}).update(kubernetes)
+        self.inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def store(self) -> StateStore:
+        return StateStore.open_existing(self.inventory.parent / ".botlab")
+
+    def stage(self, name: str, doc: dict[str, Any]) -> dict[str, Any]:
+        return next(s for s in doc["stages"] if s["stage"] == name)
+
+
+def start_lab(tmp: Path, *, deploy_s: float = 0.3, charms: dict[str, float] | None = None,
+              machines: int = 5, gpus: int = 2, hosts: bool | None = None) -> KubeLab:
+    doc = specs.spec_document(None, machines=machines, gpus=gpus, unenlisted=0, commissioning_s=0.1,
+                              deploy_s=deploy_s, seed=11)
+    doc["timings"].update(testing_s=0.05, release_s=0.1)
+    doc["juju"] = {"destroy_s": 0.05, "charms": dict(charms or {})}
+    lab = KubeLab(tmp, control.start(tmp / "lab", doc, name="alpha", hosts=hosts))
+    lab.edit_inventory(timeout=60)
+    return lab
