@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 from botlab.lab.juju import catalogue, errors
 from botlab.lab.juju.appstate import ZERO_TIME, Action, Operation, Unit, World, log_event, world_of
 from botlab.lab.juju.catalogue import ActionFailed, ActionRun
-from botlab.lab.juju.errors import JujuApiError, error_result
+from botlab.lab.juju.errors import JujuApiError, bulk, error_result
 from botlab.lab.juju.facades import CallContext, facade_method
 from botlab.lab.juju.state import ModelState, iso_time
 
@@ -108,33 +108,37 @@ async def enqueue_operation(ctx: CallContext, params: dict[str, Any]) -> dict[st
     if not requested:
         raise errors.bad_request("no actions specified")
     operation = Operation(w.next_id(), "", [])
-    results: list[dict[str, Any]] = []
-    for item in requested:
+
+    def one(item: Any) -> dict[str, Any]:
         item = item or {}
         name = str(item.get("name") or "")
-        try:
-            unit = _receiver(w, str(item.get("receiver") or ""))
-            spec = unit.app.charm.actions.get(name)
-            if spec is None:
-                raise errors.not_found(f'action "{name}" not defined on unit "{unit.name}"')
-            values = _validate(spec, dict(item.get("parameters") or {}))
-            action = Action(w.next_id(), operation.id, unit.name, name, values)
-            w.actions[action.id] = action
-            operation.actions.append(action.id)
-            w.publish_action(action)
-            unit.poke()
-            results.append(action_result(action))
-            log_event(ctx, "action-enqueued", action=action.id, operation=operation.id, unit=unit.name, name=name)
-        except JujuApiError as exc:
-            results.append({"action": {"tag": "", "receiver": str(item.get("receiver") or ""), "name": name},
-                            "status": "", "message": "", "enqueued": ZERO_TIME, "started": ZERO_TIME,
-                            "completed": ZERO_TIME, "error": error_result(exc)})
+        unit = _receiver(w, str(item.get("receiver") or ""))
+        spec = unit.app.charm.actions.get(name)
+        if spec is None:
+            raise errors.not_found(f'action "{name}" not defined on unit "{unit.name}"')
+        values = _validate(spec, dict(item.get("parameters") or {}))
+        action = Action(w.next_id(), operation.id, unit.name, name, values)
+        w.actions[action.id] = action
+        operation.actions.append(action.id)
+        w.publish_action(action)
+        unit.poke()
+        result = action_result(action)
+        log_event(ctx, "action-enqueued", action=action.id, operation=operation.id, unit=unit.name, name=name)
+        return result
+
+    def failed(item: Any, error: dict[str, Any]) -> dict[str, Any]:
+        item = item or {}
+        return {"action": {"tag": "", "receiver": str(item.get("receiver") or ""), "name": str(item.get("name") or "")},
+                "status": "", "message": "", "enqueued": ZERO_TIME, "started": ZERO_TIME,
+                "completed": ZERO_TIME, "error": error}
+
+    results = bulk(requested, one, failed, key="actions")
     names = sorted({w.actions[a].name for a in operation.actions})
     operation.summary = f"{', '.join(names)} run on unit-" + ",".join(
         w.actions[a].receiver.replace("/", "-") for a in operation.actions
     ) if operation.actions else ""
     w.operations[operation.id] = operation
-    return {"operation": f"operation-{operation.id}", "actions": results}
+    return {"operation": f"operation-{operation.id}", **results}
 
 
 def _action_from_tag(w: World, tag: Any) -> Action:
@@ -150,30 +154,22 @@ def _action_from_tag(w: World, tag: Any) -> Action:
 @facade_method("Action", 7, "Actions", mutating=False)
 async def actions_call(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("entities") or []:
-        try:
-            results.append(action_result(_action_from_tag(w, (item or {}).get("tag"))))
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+    return bulk(params.get("entities") or [], lambda item: action_result(_action_from_tag(w, (item or {}).get("tag"))))
 
 
 @facade_method("Action", 7, "Cancel", mutating=True)
 async def cancel(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("entities") or []:
-        try:
-            action = _action_from_tag(w, (item or {}).get("tag"))
-            if action.status == "pending":
-                action.status, action.completed = "cancelled", time.time()
-                w.publish_action(action)
-                log_event(ctx, "action-cancelled", action=action.id)
-            results.append(action_result(action))
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+
+    def one(item: Any) -> dict[str, Any]:
+        action = _action_from_tag(w, (item or {}).get("tag"))
+        if action.status == "pending":
+            action.status, action.completed = "cancelled", time.time()
+            w.publish_action(action)
+            log_event(ctx, "action-cancelled", action=action.id)
+        return action_result(action)
+
+    return bulk(params.get("entities") or [], one)
 
 
 def operation_result(w: World, op: Operation) -> dict[str, Any]:
@@ -198,15 +194,15 @@ def operation_result(w: World, op: Operation) -> dict[str, Any]:
 @facade_method("Action", 7, "Operations", mutating=False)
 async def operations(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("entities") or []:
+
+    def one(item: Any) -> dict[str, Any]:
         tag = str((item or {}).get("tag") or "")
         op = w.operations.get(tag[len("operation-"):]) if tag.startswith("operation-") else None
         if op is None:
-            results.append({"error": error_result(errors.not_found(f"operation {tag} not found"))})
-        else:
-            results.append(operation_result(w, op))
-    return {"results": results, "truncated": False}
+            raise errors.not_found(f"operation {tag} not found")
+        return operation_result(w, op)
+
+    return {**bulk(params.get("entities") or [], one), "truncated": False}
 
 
 @facade_method("Action", 7, "ListOperations", mutating=False)
@@ -239,16 +235,17 @@ async def list_operations(ctx: CallContext, params: dict[str, Any]) -> dict[str,
 @facade_method("Action", 7, "ApplicationsCharmsActions", mutating=False)
 async def applications_charms_actions(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("entities") or []:
+
+    def one(item: Any) -> dict[str, Any]:
         tag = str((item or {}).get("tag") or "")
-        try:
-            app = w.app_by_tag(tag)
-            specs = {n: {"description": a.description, "params": a.schema()} for n, a in app.charm.actions.items()}
-            results.append({"application-tag": tag, "actions": specs})
-        except JujuApiError as exc:
-            results.append({"application-tag": tag, "error": error_result(exc)})
-    return {"results": results}
+        app = w.app_by_tag(tag)
+        specs = {n: {"description": a.description, "params": a.schema()} for n, a in app.charm.actions.items()}
+        return {"application-tag": tag, "actions": specs}
+
+    def failed(item: Any, error: dict[str, Any]) -> dict[str, Any]:
+        return {"application-tag": str((item or {}).get("tag") or ""), "error": error}
+
+    return bulk(params.get("entities") or [], one, failed)
 
 
 # --- running ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from botlab.lab.juju.appstate import (
     world_of,
 )
 from botlab.lab.juju.catalogue import Charm, OptionError
-from botlab.lab.juju.errors import JujuApiError, error_result
+from botlab.lab.juju.errors import JujuApiError, bulk, bulk_async
 from botlab.lab.juju.facades import CallContext, destroy_hook, facade_method, status_contributor
 from botlab.lab.juju.model import check_constraints
 from botlab.lab.juju.state import ControllerState, ModelState
@@ -176,75 +176,74 @@ async def create_application(ctx: CallContext, w: World, *, name: str, charm: Ch
 async def deploy(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     """Deploy charms already added with Charms.AddCharm (libjuju's bundle path)."""
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("applications") or []:
-        try:
-            item = item or {}
-            name = str(item.get("application") or "")
-            url = str(item.get("charm-url") or "")
-            entry = charms.lookup_added(w, url)
-            charm: Charm = entry["charm"]
-            origin = item.get("charm-origin") or entry["origin"]
-            base = charms.origin_base(origin.get("base")) or charms.origin_base(entry["origin"].get("base"))
-            base = charms.choose_base(w, charm, base)
-            raw = {**config_yaml(name, str(item.get("config-yaml") or "")), **(item.get("config") or {})}
-            num_units = item.get("num-units") or 0
-            if isinstance(num_units, bool) or not isinstance(num_units, int) or num_units < 0:
-                raise errors.bad_request("num-units: expected a non-negative integer")
-            await create_application(
-                ctx, w, name=name, charm=charm, url=url, channel=str(entry["channel"]), revision=entry["revision"],
-                base=base, config=raw, constraints=item.get("constraints"), num_units=num_units,
-                placements=list(item.get("placement") or []), resources_map=item.get("resources"),
-                bindings=item.get("endpoint-bindings"),
-            )
-            log_event(ctx, "application-deployed", application=name, charm=charm.name, via="Deploy")
-            results.append({})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+
+    async def one(item: Any) -> dict[str, Any]:
+        item = item or {}
+        name = str(item.get("application") or "")
+        url = str(item.get("charm-url") or "")
+        entry = charms.lookup_added(w, url)
+        charm: Charm = entry["charm"]
+        origin = item.get("charm-origin") or entry["origin"]
+        base = charms.origin_base(origin.get("base")) or charms.origin_base(entry["origin"].get("base"))
+        base = charms.choose_base(w, charm, base)
+        raw = {**config_yaml(name, str(item.get("config-yaml") or "")), **(item.get("config") or {})}
+        num_units = item.get("num-units") or 0
+        if isinstance(num_units, bool) or not isinstance(num_units, int) or num_units < 0:
+            raise errors.bad_request("num-units: expected a non-negative integer")
+        await create_application(
+            ctx, w, name=name, charm=charm, url=url, channel=str(entry["channel"]), revision=entry["revision"],
+            base=base, config=raw, constraints=item.get("constraints"), num_units=num_units,
+            placements=list(item.get("placement") or []), resources_map=item.get("resources"),
+            bindings=item.get("endpoint-bindings"),
+        )
+        log_event(ctx, "application-deployed", application=name, charm=charm.name, via="Deploy")
+        return {}
+
+    return await bulk_async(params.get("applications") or [], one)
 
 
 @facade_method("Application", (19, 20), "DeployFromRepository", mutating=True)
 async def deploy_from_repository(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     """Deploy a charm by name: the controller resolves channel, revision and base itself."""
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for arg in params.get("Args") or params.get("args") or []:
+
+    async def one(arg: Any) -> dict[str, Any]:
         arg = arg or {}
         name = str(arg.get("ApplicationName") or arg.get("CharmName") or "")
+        charm = charms.charm_for(catalogue.charm_name(str(arg.get("CharmName") or "")))
+        revision_raw = arg.get("revision")
+        revision = revision_raw if isinstance(revision_raw, int) and not isinstance(revision_raw, bool) \
+            and revision_raw >= 0 else None
         try:
-            charm = charms.charm_for(catalogue.charm_name(str(arg.get("CharmName") or "")))
-            revision_raw = arg.get("revision")
-            revision = revision_raw if isinstance(revision_raw, int) and not isinstance(revision_raw, bool) \
-                and revision_raw >= 0 else None
-            try:
-                channel, revision = charm.resolve(str(arg.get("channel") or ""), revision)
-            except KeyError as exc:
-                raise errors.not_found(f"selecting releases: {exc.args[0]}") from None
-            base = charms.choose_base(w, charm, catalogue.base_from_api(arg.get("base")))
-            url = charm.url(revision, charms.DEFAULT_ARCH, base)
-            w.charms[url] = {"charm": charm, "origin": charms.resolved_origin(charm, channel, revision, base),
-                             "revision": revision, "channel": channel}
-            w.publish_charm(url)
-            raw = config_yaml(name, str(arg.get("ConfigYAML") or ""))
-            num_units = arg.get("num-units")
-            num_units = 0 if charm.subordinate else (1 if num_units is None else num_units)
-            if isinstance(num_units, bool) or not isinstance(num_units, int) or num_units < 0:
-                raise errors.bad_request("num-units: expected a non-negative integer")
-            info = {"name": charm.name, "revision": revision, "channel": channel, "effective-channel": channel,
-                    "base": base_api(base), "architecture": charms.DEFAULT_ARCH}
-            if not arg.get("DryRun"):
-                await create_application(
-                    ctx, w, name=name, charm=charm, url=url, channel=channel, revision=revision, base=base,
-                    config=raw, constraints=arg.get("Cons"), num_units=num_units,
-                    placements=list(arg.get("Placement") or []), resources_map=arg.get("resources"),
-                    bindings=arg.get("endpoint-bindings"), trust=bool(arg.get("Trust")),
-                )
-                log_event(ctx, "application-deployed", application=name, charm=charm.name, via="DeployFromRepository")
-            results.append({"Errors": None, "Info": info, "PendingResourceUploads": []})
-        except JujuApiError as exc:
-            results.append({"Errors": [error_result(exc)], "Info": {}, "PendingResourceUploads": []})
-    return {"Results": results}
+            channel, revision = charm.resolve(str(arg.get("channel") or ""), revision)
+        except KeyError as exc:
+            raise errors.not_found(f"selecting releases: {exc.args[0]}") from None
+        base = charms.choose_base(w, charm, catalogue.base_from_api(arg.get("base")))
+        url = charm.url(revision, charms.DEFAULT_ARCH, base)
+        w.charms[url] = {"charm": charm, "origin": charms.resolved_origin(charm, channel, revision, base),
+                         "revision": revision, "channel": channel}
+        w.publish_charm(url)
+        raw = config_yaml(name, str(arg.get("ConfigYAML") or ""))
+        num_units = arg.get("num-units")
+        num_units = 0 if charm.subordinate else (1 if num_units is None else num_units)
+        if isinstance(num_units, bool) or not isinstance(num_units, int) or num_units < 0:
+            raise errors.bad_request("num-units: expected a non-negative integer")
+        info = {"name": charm.name, "revision": revision, "channel": channel, "effective-channel": channel,
+                "base": base_api(base), "architecture": charms.DEFAULT_ARCH}
+        if not arg.get("DryRun"):
+            await create_application(
+                ctx, w, name=name, charm=charm, url=url, channel=channel, revision=revision, base=base,
+                config=raw, constraints=arg.get("Cons"), num_units=num_units,
+                placements=list(arg.get("Placement") or []), resources_map=arg.get("resources"),
+                bindings=arg.get("endpoint-bindings"), trust=bool(arg.get("Trust")),
+            )
+            log_event(ctx, "application-deployed", application=name, charm=charm.name, via="DeployFromRepository")
+        return {"Errors": None, "Info": info, "PendingResourceUploads": []}
+
+    def failed(arg: Any, error: dict[str, Any]) -> dict[str, Any]:
+        return {"Errors": [error], "Info": {}, "PendingResourceUploads": []}
+
+    return await bulk_async(params.get("Args") or params.get("args") or [], one, failed, key="Results")
 
 
 # --- reading and changing ------------------------------------------------------------------------
@@ -276,47 +275,42 @@ async def get(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
 @facade_method("Application", (17, 19, 20), "SetConfigs", mutating=True)
 async def set_configs(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("Args") or params.get("args") or []:
-        try:
-            item = item or {}
-            app = w.app(str(item.get("application") or ""))
-            raw = {**config_yaml(app.name, str(item.get("config-yaml") or "")), **(item.get("config") or {})}
-            changed = apply_config(w, app, raw)
-            log_event(ctx, "application-config-set", application=app.name, keys=sorted(raw), changed=changed)
-            results.append({})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+
+    def one(item: Any) -> dict[str, Any]:
+        item = item or {}
+        app = w.app(str(item.get("application") or ""))
+        raw = {**config_yaml(app.name, str(item.get("config-yaml") or "")), **(item.get("config") or {})}
+        changed = apply_config(w, app, raw)
+        log_event(ctx, "application-config-set", application=app.name, keys=sorted(raw), changed=changed)
+        return {}
+
+    return bulk(params.get("Args") or params.get("args") or [], one)
 
 
 @facade_method("Application", (17, 19, 20), "UnsetApplicationsConfig", mutating=True)
 async def unset_config(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("Args") or params.get("args") or []:
-        try:
-            app = w.app(str((item or {}).get("application") or ""))
-            keys = [str(k) for k in (item or {}).get("options") or []]
-            changed = apply_config(w, app, dict.fromkeys(keys))
-            log_event(ctx, "application-config-unset", application=app.name, keys=keys, changed=changed)
-            results.append({})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+
+    def one(item: Any) -> dict[str, Any]:
+        app = w.app(str((item or {}).get("application") or ""))
+        keys = [str(k) for k in (item or {}).get("options") or []]
+        changed = apply_config(w, app, dict.fromkeys(keys))
+        log_event(ctx, "application-config-unset", application=app.name, keys=keys, changed=changed)
+        return {}
+
+    return bulk(params.get("Args") or params.get("args") or [], one)
 
 
 async def _config_results(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("entities") or params.get("args") or []:
-        try:
-            item = item or {}
-            app = w.app(str(item["application"])) if item.get("application") else _app_from_tag(w, item.get("tag"))
-            results.append({"config": describe_config(app)})
-        except JujuApiError as exc:
-            results.append({"config": {}, "error": error_result(exc)})
-    return {"Results": results}
+
+    def one(item: Any) -> dict[str, Any]:
+        item = item or {}
+        app = w.app(str(item["application"])) if item.get("application") else _app_from_tag(w, item.get("tag"))
+        return {"config": describe_config(app)}
+
+    return bulk(params.get("entities") or params.get("args") or [], one,
+                lambda _item, error: {"config": {}, "error": error}, key="Results")
 
 
 @facade_method("Application", (17, 19, 20), "CharmConfig", mutating=False)
@@ -379,31 +373,25 @@ async def set_constraints(ctx: CallContext, params: dict[str, Any]) -> None:
 @facade_method("Application", (17, 19, 20), "GetConstraints", mutating=False)
 async def get_constraints(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("entities") or []:
-        try:
-            results.append({"constraints": dict(_app_from_tag(w, (item or {}).get("tag")).constraints)})
-        except JujuApiError as exc:
-            results.append({"constraints": {}, "error": error_result(exc)})
-    return {"results": results}
+    return bulk(params.get("entities") or [],
+                lambda item: {"constraints": dict(_app_from_tag(w, (item or {}).get("tag")).constraints)},
+                lambda _item, error: {"constraints": {}, "error": error})
 
 
 @facade_method("Application", (17, 19, 20), "ApplicationsInfo", mutating=False)
 async def applications_info(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("entities") or []:
-        try:
-            app = _app_from_tag(w, (item or {}).get("tag"))
-            results.append({"result": {
-                "tag": app.tag, "charm": app.charm.name, "base": base_api(app.base), "channel": app.channel,
-                "constraints": dict(app.constraints), "principal": not app.subordinate, "exposed": app.exposed,
-                "remote": False, "life": app.life, "endpoint-bindings": dict(app.endpoint_bindings),
-                "exposed-endpoints": {k: dict(v) for k, v in app.exposed_endpoints.items()},
-            }})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+
+    def one(item: Any) -> dict[str, Any]:
+        app = _app_from_tag(w, (item or {}).get("tag"))
+        return {"result": {
+            "tag": app.tag, "charm": app.charm.name, "base": base_api(app.base), "channel": app.channel,
+            "constraints": dict(app.constraints), "principal": not app.subordinate, "exposed": app.exposed,
+            "remote": False, "life": app.life, "endpoint-bindings": dict(app.endpoint_bindings),
+            "exposed-endpoints": {k: dict(v) for k, v in app.exposed_endpoints.items()},
+        }}
+
+    return bulk(params.get("entities") or [], one)
 
 
 @facade_method("Application", (17, 19, 20), "GetCharmURLOrigin", mutating=False)
@@ -447,24 +435,22 @@ def destroy_application(w: World, app: App) -> list[str]:
 @facade_method("Application", (17, 19, 20), "DestroyApplication", mutating=True)
 async def destroy_application_call(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("applications") or []:
-        try:
-            item = item or {}
-            app = _app_from_tag(w, item.get("application-tag"))
-            names = [u.name for u in app.units.values() if u.life == "alive"]
-            if not item.get("dry-run"):
-                destroy_application(w, app)
-                if item.get("force"):
-                    for unit in list(app.units.values()):
-                        units.remove_unit(w, unit)
-                log_event(ctx, "application-destroyed", application=app.name, force=bool(item.get("force")))
-            info = {"destroyed-units": [{"tag": "unit-" + n.replace("/", "-")} for n in names],
-                    "destroyed-storage": [], "detached-storage": []}
-            results.append({"info": info})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+
+    def one(item: Any) -> dict[str, Any]:
+        item = item or {}
+        app = _app_from_tag(w, item.get("application-tag"))
+        names = [u.name for u in app.units.values() if u.life == "alive"]
+        if not item.get("dry-run"):
+            destroy_application(w, app)
+            if item.get("force"):
+                for unit in list(app.units.values()):
+                    units.remove_unit(w, unit)
+            log_event(ctx, "application-destroyed", application=app.name, force=bool(item.get("force")))
+        info = {"destroyed-units": [{"tag": "unit-" + n.replace("/", "-")} for n in names],
+                "destroyed-storage": [], "detached-storage": []}
+        return {"info": info}
+
+    return bulk(params.get("applications") or [], one)
 
 
 @destroy_hook

@@ -15,10 +15,10 @@ kubernetes-worker "Waiting for kubelet to start." until its host's container run
 ready; by default every host is ready), then its active message.
 
 Extension points (all module-level, shared by every emulator in the process):
-`register_charm(charm)`, `register_host_probe(fn)`, `register_action_handler(charm, action,
-fn)`. Timings come from the lab spec's `juju.charms` section when the emulator accepts one,
-else they are scaled from the spec's MAAS deploy time (`timings.deploy_s / 5`), and
-`configure(controller, **timings)` changes them at run time.
+`register_charm(charm)`, `register_host_probe(fn)`, `register_hook_handler(fn)`,
+`register_action_handler(charm, action, fn)`. Timings come from the lab spec's `juju.charms`
+section when the emulator accepts one, else they are scaled from the spec's MAAS deploy
+time (`timings.deploy_s / 5`), and `configure(controller, **timings)` changes them at run time.
 """
 
 from __future__ import annotations
@@ -424,6 +424,11 @@ BEHAVIOURS: dict[str, Behaviour] = {
         active="Container runtime available",
         workload_version="1.7.22",
     ),
+    "docker": Behaviour(
+        install_factor=0.5,
+        active="Container runtime available",
+        workload_version="24.0.7",
+    ),
     "calico": Behaviour(
         install_factor=0.5,
         requirements=(Requirement("etcd", "Waiting for relation to etcd.", "blocked", "Waiting for etcd.",
@@ -440,7 +445,7 @@ BEHAVIOURS: dict[str, Behaviour] = {
 }
 FIRST_REVISION = {
     "kubernetes-control-plane": 500, "kubernetes-worker": 300, "kubeapi-load-balancer": 150, "etcd": 760,
-    "easyrsa": 60, "containerd": 80, "calico": 100, "flannel": 90, "cilium": 40,
+    "easyrsa": 60, "containerd": 80, "docker": 90, "calico": 100, "flannel": 90, "cilium": 40,
 }
 
 
@@ -616,6 +621,42 @@ def unregister_host_probe(fn: HostProbe) -> None:
 
 def host_ready(check: HostCheck) -> bool:
     return all(probe(check) for probe in list(HOST_PROBES))
+
+
+@dataclass(frozen=True)
+class HookRun:
+    """A hook a unit runs, for hook handlers: what the charm would do to its machine."""
+
+    model: ModelState
+    unit: str
+    application: str
+    charm: str
+    hook: str  # install, config-changed, start ...
+    hostname: str  # the unit's machine's hostname ("" for a unit with no machine yet)
+    config: Mapping[str, Any]
+
+
+HookHandler = Callable[[HookRun], None]
+HOOK_HANDLERS: list[HookHandler] = []
+
+
+def register_hook_handler(fn: HookHandler) -> HookHandler:
+    """Register `fn(run)`: called in a worker thread after each successful hook, as the
+    charm's own work on the machine (the lab's hosts install packages, start services ...).
+    An exception fails the hook (the unit goes to error, as a failing charm does)."""
+    if fn not in HOOK_HANDLERS:
+        HOOK_HANDLERS.append(fn)
+    return fn
+
+
+def unregister_hook_handler(fn: HookHandler) -> None:
+    if fn in HOOK_HANDLERS:
+        HOOK_HANDLERS.remove(fn)
+
+
+def run_hook_handlers(run: HookRun) -> None:
+    for handler in list(HOOK_HANDLERS):
+        handler(run)
 
 
 # --- action handlers -----------------------------------------------------------------------------

@@ -677,6 +677,30 @@ CHARMS: dict[str, dict[str, Any]] = {
             "debug": ("Collect debug data.", {}, []),
         },
     },
+    "docker": {
+        "source": "https://github.com/charmed-kubernetes/charm-docker",
+        "summary": "Docker container runtime subordinate",
+        "subordinate": True,
+        "bases": ["ubuntu@20.04", "ubuntu@22.04"],
+        "provides": {},
+        "requires": {
+            "docker": ("container-runtime", "container"),
+            "docker-registry": ("docker-registry", "global"),
+        },
+        "peers": {},
+        "options": {
+            "docker-opts": ("string", "", "Extra options to pass to the Docker daemon."),
+            "docker_runtime": (
+                "string",
+                "auto",
+                "Docker runtime to install: upstream, nvidia, apt, auto or custom.",
+            ),
+            "enable-cgroups": ("boolean", False, "Enable GRUB cgroup overrides cgroup_enable=memory swapaccount=1."),
+            "http_proxy": ("string", "", "URL to use for HTTP_PROXY to be used by Docker."),
+            "https_proxy": ("string", "", "URL to use for HTTPS_PROXY to be used by Docker."),
+            "no_proxy": ("string", "", "Comma-separated list of destinations which should be accessed directly."),
+        },
+    },
     "calico": {
         "source": "https://github.com/charmed-kubernetes/charm-calico",
         "summary": "A robust Software Defined Network from Project Calico",

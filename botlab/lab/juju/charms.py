@@ -24,7 +24,7 @@ from typing import Any
 from botlab.lab.juju import catalogue, check, errors
 from botlab.lab.juju.appstate import World, base_api, log_event, world_of
 from botlab.lab.juju.catalogue import Charm
-from botlab.lab.juju.errors import JujuApiError, error_result
+from botlab.lab.juju.errors import bulk
 from botlab.lab.juju.facades import CallContext, facade_method
 
 DEFAULT_ARCH = "amd64"
@@ -91,29 +91,29 @@ def _channel_of(origin: dict[str, Any]) -> str:
 @facade_method("Charms", 6, "ResolveCharms", mutating=False)
 async def resolve_charms(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("resolve") or []:
+
+    def one(item: Any) -> dict[str, Any]:
         reference = str((item or {}).get("reference") or "")
         origin = (item or {}).get("charm-origin") or {}
+        charm = charm_for(catalogue.charm_name(reference))
         try:
-            charm = charm_for(catalogue.charm_name(reference))
-            try:
-                channel, revision = charm.resolve(_channel_of(origin), _revision(origin.get("revision")))
-            except KeyError as exc:
-                raise errors.not_found(f"selecting releases: {exc.args[0]}") from None
-            base = origin_base(origin.get("base"))
-            base = base if base and charm.supports(base) else choose_base(w, charm)
-            arch = str(origin.get("architecture") or DEFAULT_ARCH)
-            results.append({
-                "url": charm.url(revision, arch, base),
-                "charm-origin": resolved_origin(charm, channel, revision, base, arch),
-                "supported-bases": [base_api(b) for b in charm.bases],
-                "supported-series": [catalogue.base_series(b) for b in charm.bases if catalogue.base_series(b)],
-            })
-        except JujuApiError as exc:
-            results.append({"url": "", "charm-origin": {"source": "charm-hub", "type": ""},
-                             "error": error_result(exc), "supported-series": []})
-    return {"Results": results}
+            channel, revision = charm.resolve(_channel_of(origin), _revision(origin.get("revision")))
+        except KeyError as exc:
+            raise errors.not_found(f"selecting releases: {exc.args[0]}") from None
+        base = origin_base(origin.get("base"))
+        base = base if base and charm.supports(base) else choose_base(w, charm)
+        arch = str(origin.get("architecture") or DEFAULT_ARCH)
+        return {
+            "url": charm.url(revision, arch, base),
+            "charm-origin": resolved_origin(charm, channel, revision, base, arch),
+            "supported-bases": [base_api(b) for b in charm.bases],
+            "supported-series": [catalogue.base_series(b) for b in charm.bases if catalogue.base_series(b)],
+        }
+
+    def failed(item: Any, error: dict[str, Any]) -> dict[str, Any]:
+        return {"url": "", "charm-origin": {"source": "charm-hub", "type": ""}, "error": error, "supported-series": []}
+
+    return bulk(params.get("resolve") or [], one, failed, key="Results")
 
 
 def _check_resolve(reply: Any) -> list[str]:
@@ -240,15 +240,13 @@ async def get_download_infos(ctx: CallContext, params: dict[str, Any]) -> dict[s
 @facade_method("Charms", 6, "ListCharmResources", mutating=False)
 async def list_charm_resources(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("entities") or []:
-        try:
-            entry = lookup_added(w, str((item or {}).get("url") or ""))
-            charm: Charm = entry["charm"]
-            results.append({"charm-resources": [r.to_api() for r in charm.resources.values()]})
-        except JujuApiError as exc:
-            results.append({"charm-resources": [], "error": error_result(exc)})
-    return {"results": results}
+
+    def one(item: Any) -> dict[str, Any]:
+        entry = lookup_added(w, str((item or {}).get("url") or ""))
+        charm: Charm = entry["charm"]
+        return {"charm-resources": [r.to_api() for r in charm.resources.values()]}
+
+    return bulk(params.get("entities") or [], one, lambda _item, error: {"charm-resources": [], "error": error})
 
 
 @facade_method("Charms", 6, "CheckCharmPlacement", mutating=False)

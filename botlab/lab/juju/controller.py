@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from botlab.lab.juju import errors
-from botlab.lab.juju.errors import JujuApiError, error_result
+from botlab.lab.juju.errors import JujuApiError, bulk
 from botlab.lab.juju.facades import CallContext, facade_method
 from botlab.lab.juju.state import (
     AUTH_ATTRIBUTES,
@@ -197,40 +197,28 @@ async def clouds(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
 
 @facade_method("Cloud", 7, "Cloud")
 async def cloud(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    for tag in entities(params):
-        try:
-            results.append({"cloud": ctx.controller.cloud(untag(tag, "cloud")).to_api()})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+    return bulk(entities(params), lambda tag: {"cloud": ctx.controller.cloud(untag(tag, "cloud")).to_api()})
 
 
 @facade_method("Cloud", 7, "UserCredentials")
 async def user_credentials(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    for item in params.get("user-clouds") or []:
-        try:
-            user = untag(item.get("user-tag"), "user")
-            cloud_name = untag(item.get("cloud-tag"), "cloud")
-            ctx.controller.cloud(cloud_name)
-            tags = sorted(c.tag for k, c in ctx.controller.credentials.items() if k[0] == cloud_name and k[1] == user)
-            results.append({"result": tags})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+    def one(item: Any) -> dict[str, Any]:
+        user = untag(item.get("user-tag"), "user")
+        cloud_name = untag(item.get("cloud-tag"), "cloud")
+        ctx.controller.cloud(cloud_name)
+        tags = sorted(c.tag for k, c in ctx.controller.credentials.items() if k[0] == cloud_name and k[1] == user)
+        return {"result": tags}
+
+    return bulk(params.get("user-clouds") or [], one)
 
 
 @facade_method("Cloud", 7, "Credential")
 async def credential(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    for tag in entities(params):
-        try:
-            cloud_name, owner, name = parse_credential_tag(tag)
-            results.append({"result": ctx.controller.credential(cloud_name, owner, name).to_api()})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+    def one(tag: str) -> dict[str, Any]:
+        cloud_name, owner, name = parse_credential_tag(tag)
+        return {"result": ctx.controller.credential(cloud_name, owner, name).to_api()}
+
+    return bulk(entities(params), one)
 
 
 def _checked_credential(controller: ControllerState, tag: str, raw: dict[str, Any]) -> Credential:
@@ -253,25 +241,26 @@ def _checked_credential(controller: ControllerState, tag: str, raw: dict[str, An
 
 @facade_method("Cloud", 7, "UpdateCredentialsCheckModels")
 async def update_credentials(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
     controller = ctx.controller
-    for item in params.get("credentials") or []:
+
+    def one(item: Any) -> dict[str, Any]:
         tag = str(item.get("tag") or "")
-        try:
-            new = _checked_credential(controller, tag, item.get("credential") or {})
-            models = [m for m in controller.models.values() if m.credential is not None and m.credential.tag == tag]
-            if models and not params.get("force"):
-                _validate_against_cloud(controller, new)
-            controller.add_credential(new)
-            for m in models:
-                m.credential = new
-            result: dict[str, Any] = {"tag": tag}
-            if models:
-                result["models"] = [{"uuid": m.uuid, "name": m.name} for m in models]
-            results.append(result)
-        except JujuApiError as exc:
-            results.append({"tag": tag, "error": error_result(exc)})
-    return {"results": results}
+        new = _checked_credential(controller, tag, item.get("credential") or {})
+        models = [m for m in controller.models.values() if m.credential is not None and m.credential.tag == tag]
+        if models and not params.get("force"):
+            _validate_against_cloud(controller, new)
+        controller.add_credential(new)
+        for m in models:
+            m.credential = new
+        result: dict[str, Any] = {"tag": tag}
+        if models:
+            result["models"] = [{"uuid": m.uuid, "name": m.name} for m in models]
+        return result
+
+    def failed(item: Any, error: dict[str, Any]) -> dict[str, Any]:
+        return {"tag": str(item.get("tag") or ""), "error": error}
+
+    return bulk(params.get("credentials") or [], one, failed)
 
 
 def _validate_against_cloud(controller: ControllerState, cred: Credential) -> None:
@@ -297,14 +286,11 @@ async def all_models(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]
 
 @facade_method("Controller", (11, 12), "ControllerAPIInfoForModels")
 async def api_info_for_models(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    for tag in entities(params):
-        try:
-            ctx.controller.model(untag(tag, "model"))
-            results.append({"addresses": list(ctx.controller.api_addresses), "cacert": ctx.controller.ca_cert})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+    def one(tag: str) -> dict[str, Any]:
+        ctx.controller.model(untag(tag, "model"))
+        return {"addresses": list(ctx.controller.api_addresses), "cacert": ctx.controller.ca_cert}
+
+    return bulk(entities(params), one)
 
 
 @facade_method("Controller", (11, 12), "ControllerConfig")
@@ -351,26 +337,18 @@ async def controller_model_status(ctx: CallContext, params: dict[str, Any]) -> d
 
 @facade_method("Controller", (11, 12), "GetControllerAccess")
 async def get_controller_access(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    for tag in entities(params):
-        try:
-            user = ctx.controller.user(untag(tag, "user"))
-            if user is None:
-                raise errors.not_found(f'user "{tag[len("user-"):]}" not found')
-            results.append({"result": {"user-tag": user.tag, "access": user.access}})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+    def one(tag: str) -> dict[str, Any]:
+        user = ctx.controller.user(untag(tag, "user"))
+        if user is None:
+            raise errors.not_found(f'user "{tag[len("user-"):]}" not found')
+        return {"result": {"user-tag": user.tag, "access": user.access}}
+
+    return bulk(entities(params), one)
 
 
 def _model_statuses(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    models: list[dict[str, Any]] = []
-    for tag in entities(params):
-        try:
-            models.append(model_status(ctx.controller.model(untag(tag, "model"))))
-        except JujuApiError as exc:
-            models.append({"model-tag": tag, "error": error_result(exc)})
-    return {"models": models}
+    return bulk(entities(params), lambda tag: model_status(ctx.controller.model(untag(tag, "model"))),
+                lambda tag, error: {"model-tag": tag, "error": error}, key="models")
 
 
 # --- ModelManager ------------------------------------------------------------------------------
@@ -426,13 +404,10 @@ async def list_models(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any
 
 @facade_method("ModelManager", (9, 10), "ModelInfo")
 async def get_model_info(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    for tag in entities(params):
-        try:
-            results.append({"result": model_info(ctx.controller, ctx.controller.model(untag(tag, "model")))})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+    def one(tag: str) -> dict[str, Any]:
+        return {"result": model_info(ctx.controller, ctx.controller.model(untag(tag, "model")))}
+
+    return bulk(entities(params), one)
 
 
 @facade_method("ModelManager", (9, 10), "ModelStatus")
@@ -442,15 +417,12 @@ async def model_manager_model_status(ctx: CallContext, params: dict[str, Any]) -
 
 @facade_method("ModelManager", (9, 10), "DestroyModels")
 async def destroy_models(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    for item in params.get("models") or []:
-        try:
-            model = ctx.controller.model(untag((item or {}).get("model-tag"), "model"))
-            ctx.controller.destroy_model(model)
-            results.append({})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+    def one(item: Any) -> dict[str, Any]:
+        model = ctx.controller.model(untag((item or {}).get("model-tag"), "model"))
+        ctx.controller.destroy_model(model)
+        return {}
+
+    return bulk(params.get("models") or [], one)
 
 
 # --- UserManager -------------------------------------------------------------------------------
@@ -460,20 +432,19 @@ async def destroy_models(ctx: CallContext, params: dict[str, Any]) -> dict[str, 
 async def user_info(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     controller = ctx.controller
     tags = entities(params)
-    results: list[dict[str, Any]] = []
     if not tags:
+        results: list[dict[str, Any]] = []
         for user in sorted(controller.users.values(), key=lambda u: u.name):
             if user.disabled and not params.get("include-disabled"):
                 continue
             results.append({"result": user.to_api()})
         return {"results": results}
-    for tag in tags:
-        try:
-            found = controller.user(untag(tag, "user"))
-            if found is None:
-                # What Juju answers for a user it does not know; libjuju's get_user relies on it.
-                raise errors.permission_denied()
-            results.append({"result": found.to_api()})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+
+    def one(tag: str) -> dict[str, Any]:
+        found = controller.user(untag(tag, "user"))
+        if found is None:
+            # What Juju answers for a user it does not know; libjuju's get_user relies on it.
+            raise errors.permission_denied()
+        return {"result": found.to_api()}
+
+    return bulk(tags, one)

@@ -2,7 +2,8 @@
 
 A handler raises `JujuApiError`; the RPC layer answers `{"request-id", "error", "error-code",
 "error-info"?, "response": {}}`. For per-entity failures inside a bulk call (results lists),
-put `error_result(exc)` in the result's `error` field instead of raising.
+put `error_result(exc)` in the result's `error` field instead of raising: `bulk` (or
+`bulk_async`) runs such a call's per-entity body and does that.
 
 Codes and wording follow juju/apiserver/errors and juju/rpc (Juju 3.6); libjuju shows the
 message and keeps the code in `JujuAPIError.error_code`.
@@ -10,7 +11,10 @@ message and keeps the code in `JujuAPIError.error_code`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+_Item = TypeVar("_Item")
 
 # Error codes from juju/rpc/params/apierror.go (the ones the emulator uses).
 CODE_NOT_FOUND = "not found"
@@ -49,6 +53,43 @@ class JujuApiError(Exception):
 def error_result(exc: JujuApiError) -> dict[str, Any]:
     """`exc` as the `error` member of a bulk call's result."""
     return exc.to_error()
+
+
+def _only_error(item: Any, error: dict[str, Any]) -> dict[str, Any]:
+    return {"error": error}
+
+
+def bulk(
+    items: Iterable[_Item],
+    one: Callable[[_Item], dict[str, Any]],
+    failed: Callable[[_Item, dict[str, Any]], dict[str, Any]] = _only_error,
+    key: str = "results",
+) -> dict[str, list[dict[str, Any]]]:
+    """A bulk call's answer, `{key: [...]}`: `one(item)` for each item in order, or, where it
+    raises `JujuApiError`, `failed(item, error_result(exc))` (by default `{"error": ...}`)."""
+    results: list[dict[str, Any]] = []
+    for item in items:
+        try:
+            results.append(one(item))
+        except JujuApiError as exc:
+            results.append(failed(item, error_result(exc)))
+    return {key: results}
+
+
+async def bulk_async(
+    items: Iterable[_Item],
+    one: Callable[[_Item], Awaitable[dict[str, Any]]],
+    failed: Callable[[_Item, dict[str, Any]], dict[str, Any]] = _only_error,
+    key: str = "results",
+) -> dict[str, list[dict[str, Any]]]:
+    """`bulk` for a body that awaits: the items still run one after another."""
+    results: list[dict[str, Any]] = []
+    for item in items:
+        try:
+            results.append(await one(item))
+        except JujuApiError as exc:
+            results.append(failed(item, error_result(exc)))
+    return {key: results}
 
 
 def not_found(message: str) -> JujuApiError:

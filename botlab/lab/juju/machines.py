@@ -44,7 +44,7 @@ import yaml
 from botlab.lab.hosts.cloudinit import new_host_key
 from botlab.lab.juju import errors
 from botlab.lab.juju.controller import default_base, entities
-from botlab.lab.juju.errors import JujuApiError, error_result
+from botlab.lab.juju.errors import JujuApiError, bulk, error_result
 from botlab.lab.juju.facades import CallContext, destroy_hook, facade_method, status_contributor
 from botlab.lab.juju.maas_provider import MaasClient, MaasError
 from botlab.lab.juju.model import check_constraints
@@ -137,14 +137,14 @@ def host_keys(model: ModelState, machine_id: str) -> list[str]:
     """The machine's SSH host public keys, OpenSSH format (`ssh-ed25519 AAAA... root@node-03`);
     empty until the machine has started."""
     rec = _book(model).records.get(machine_id)
-    return [rec.host_public_key] if rec is not None and rec.host_public_key else []
+    return [rec.host_public_key] if rec is not None and rec.started and rec.host_public_key else []
 
 
 def host_private_key(model: ModelState, machine_id: str) -> str | None:
     """The private half of the machine's host key (OpenSSH PEM), for the lab to install in
     the sshd that plays this machine; None until the machine has started."""
     rec = _book(model).records.get(machine_id)
-    return rec.host_private_key if rec is not None and rec.host_private_key else None
+    return rec.host_private_key if rec is not None and rec.started and rec.host_private_key else None
 
 
 MachineRemovalHook = Callable[[ControllerState, ModelState, str], Awaitable[None] | None]
@@ -451,14 +451,11 @@ def _new_machine(controller: ControllerState, model: ModelState, rec: MachineRec
 
 @facade_method("MachineManager", 10, "AddMachines", mutating=True)
 async def add_machines(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    for p in params.get("params") or []:
-        try:
-            rec = _add(ctx.controller, ctx.model, p if isinstance(p, dict) else {})
-            results.append({"machine": rec.id})
-        except JujuApiError as exc:
-            results.append({"machine": "", "error": error_result(exc)})
-    return {"machines": results}
+    def one(p: Any) -> dict[str, Any]:
+        rec = _add(ctx.controller, ctx.model, p if isinstance(p, dict) else {})
+        return {"machine": rec.id}
+
+    return bulk(params.get("params") or [], one, lambda _p, error: {"machine": "", "error": error}, key="machines")
 
 
 # --- provisioning --------------------------------------------------------------------------------
@@ -830,17 +827,15 @@ async def destroy_machines(ctx: CallContext, params: dict[str, Any]) -> dict[str
     force = bool(params.get("force"))
     keep = bool(params.get("keep"))
     dry_run = bool(params.get("dry-run"))
-    results: list[dict[str, Any]] = []
-    for tag in params.get("machine-tags") or []:
-        try:
-            rec = _record_for(ctx.model, _parse_machine_tag(tag))
-            info = _destroy_info(ctx.model, rec, force)
-            if not dry_run:
-                _start_removal(ctx.controller, ctx.model, rec, force=force, keep=keep)
-            results.append({"info": info})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+
+    def one(tag: Any) -> dict[str, Any]:
+        rec = _record_for(ctx.model, _parse_machine_tag(tag))
+        info = _destroy_info(ctx.model, rec, force)
+        if not dry_run:
+            _start_removal(ctx.controller, ctx.model, rec, force=force, keep=keep)
+        return {"info": info}
+
+    return bulk(params.get("machine-tags") or [], one)
 
 
 @facade_method("MachineManager", 10, "RetryProvisioning", mutating=True)
@@ -914,29 +909,23 @@ def _machine_for_entity(model: ModelState, tag: Any) -> MachineRecord:
 
 @facade_method("SSHClient", 4, "PublicKeys", mutating=False)
 async def ssh_public_keys(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    for tag in entities(params):
-        try:
-            rec = _machine_for_entity(ctx.model, tag)
-            if not rec.host_public_key:
-                raise errors.not_found("keys not found")
-            results.append({"public-keys": [rec.host_public_key]})
-        except JujuApiError as exc:
-            results.append({"public-keys": [], "error": error_result(exc)})
-    return {"results": results}
+    def one(tag: str) -> dict[str, Any]:
+        rec = _machine_for_entity(ctx.model, tag)
+        if not (rec.started and rec.host_public_key):  # the agent reports them once it runs
+            raise errors.not_found("keys not found")
+        return {"public-keys": [rec.host_public_key]}
+
+    return bulk(entities(params), one, lambda _tag, error: {"public-keys": [], "error": error})
 
 
 def _address_results(ctx: CallContext, params: dict[str, Any], kind: str) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    for tag in entities(params):
-        try:
-            rec = _machine_for_entity(ctx.model, tag)
-            if not rec.addresses:
-                raise JujuApiError(f"no {kind} address(es)", "no address set")
-            results.append({"address": rec.addresses[0]})
-        except JujuApiError as exc:
-            results.append({"address": "", "error": error_result(exc)})
-    return {"results": results}
+    def one(tag: str) -> dict[str, Any]:
+        rec = _machine_for_entity(ctx.model, tag)
+        if not rec.addresses:
+            raise JujuApiError(f"no {kind} address(es)", "no address set")
+        return {"address": rec.addresses[0]}
+
+    return bulk(entities(params), one, lambda _tag, error: {"address": "", "error": error})
 
 
 @facade_method("SSHClient", 4, "PublicAddress", mutating=False)
@@ -952,16 +941,13 @@ async def ssh_private_address(ctx: CallContext, params: dict[str, Any]) -> dict[
 
 @facade_method("SSHClient", 4, "AllAddresses", mutating=False)
 async def ssh_all_addresses(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    for tag in entities(params):
-        try:
-            rec = _machine_for_entity(ctx.model, tag)
-            if not rec.addresses:
-                raise JujuApiError("no addresses", "no address set")
-            results.append({"addresses": list(rec.addresses)})
-        except JujuApiError as exc:
-            results.append({"addresses": [], "error": error_result(exc)})
-    return {"results": results}
+    def one(tag: str) -> dict[str, Any]:
+        rec = _machine_for_entity(ctx.model, tag)
+        if not rec.addresses:
+            raise JujuApiError("no addresses", "no address set")
+        return {"addresses": list(rec.addresses)}
+
+    return bulk(entities(params), one, lambda _tag, error: {"addresses": [], "error": error})
 
 
 # --- FullStatus ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 from botlab.lab.juju import errors, modelconfig
 from botlab.lab.juju.controller import entities
-from botlab.lab.juju.errors import JujuApiError, error_result
+from botlab.lab.juju.errors import JujuApiError, bulk, error_result
 from botlab.lab.juju.facades import REGISTRY, CallContext, facade_method
 from botlab.lab.juju.sshkeys import JUJU_KEY_COMMENTS, InvalidKey, fingerprint, split_authorized_keys
 from botlab.lab.juju.state import FeedWatcher, ModelState, iso_time
@@ -304,37 +304,33 @@ def _annotated(model: ModelState, tag: str) -> None:
 @facade_method("Annotations", 2, "Get")
 async def annotations_get(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     model = ctx.model
-    results: list[dict[str, Any]] = []
-    for tag in entities(params):
-        try:
-            _annotated(model, tag)
-            results.append({"entity": tag, "annotations": dict(model.annotations.get(tag, {}))})
-        except JujuApiError as exc:
-            results.append({"entity": tag, "annotations": {}, "error": {"error": error_result(exc)}})
-    return {"results": results}
+
+    def one(tag: str) -> dict[str, Any]:
+        _annotated(model, tag)
+        return {"entity": tag, "annotations": dict(model.annotations.get(tag, {}))}
+
+    return bulk(entities(params), one, lambda tag, error: {"entity": tag, "annotations": {}, "error": {"error": error}})
 
 
 @facade_method("Annotations", 2, "Set")
 async def annotations_set(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     model = ctx.model
-    results: list[dict[str, Any]] = []
-    for item in params.get("annotations") or []:
+
+    def one(item: Any) -> dict[str, Any]:
         tag = str((item or {}).get("entity") or "")
-        try:
-            _annotated(model, tag)
-            current = model.annotations.setdefault(tag, {})
-            for key, value in ((item or {}).get("annotations") or {}).items():
-                if "." in str(key):
-                    raise errors.not_valid(f'invalid key "{key}"')
-                if value == "":
-                    current.pop(str(key), None)
-                else:
-                    current[str(key)] = str(value)
-            model.put_entity("annotation", {"tag": tag, "annotations": dict(current)})
-            results.append({})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+        _annotated(model, tag)
+        current = model.annotations.setdefault(tag, {})
+        for key, value in ((item or {}).get("annotations") or {}).items():
+            if "." in str(key):
+                raise errors.not_valid(f'invalid key "{key}"')
+            if value == "":
+                current.pop(str(key), None)
+            else:
+                current[str(key)] = str(value)
+        model.put_entity("annotation", {"tag": tag, "annotations": dict(current)})
+        return {}
+
+    return bulk(params.get("annotations") or [], one)
 
 
 # --- Bundle ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 from botlab.lab.juju import charms, errors
 from botlab.lab.juju.appstate import World, application_name, log_event, world_of
 from botlab.lab.juju.catalogue import Charm
-from botlab.lab.juju.errors import JujuApiError, error_result
+from botlab.lab.juju.errors import JujuApiError, bulk, error_result
 from botlab.lab.juju.facades import CallContext, facade_method
 from botlab.lab.juju.state import iso_time
 
@@ -68,21 +68,20 @@ async def add_pending_resources(ctx: CallContext, params: dict[str, Any]) -> dic
 @facade_method("Resources", 3, "ListResources", mutating=False)
 async def list_resources(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("entities") or []:
-        tag = str((item or {}).get("tag") or "")
-        try:
-            app = w.app_by_tag(tag)
-            resources = []
-            for name, held in sorted(app.resources.items()):
-                resources.append({
-                    "CharmResource": dict(held["resource"]), "id": f"{app.name}/{name}", "pending-id": "",
-                    "application": app.name, "username": ctx.user, "timestamp": iso_time(held["timestamp"]),
-                    "name": name, "origin": held["resource"]["origin"],
-                })
-            store = [r.to_api() for r in app.charm.resources.values()]
-            results.append({"resources": resources, "charm-store-resources": store, "unit-resources": []})
-        except JujuApiError as exc:
-            results.append({"resources": [], "charm-store-resources": [], "unit-resources": [],
-                            "error": error_result(exc)})
-    return {"results": results}
+
+    def one(item: Any) -> dict[str, Any]:
+        app = w.app_by_tag(str((item or {}).get("tag") or ""))
+        resources = []
+        for name, held in sorted(app.resources.items()):
+            resources.append({
+                "CharmResource": dict(held["resource"]), "id": f"{app.name}/{name}", "pending-id": "",
+                "application": app.name, "username": ctx.user, "timestamp": iso_time(held["timestamp"]),
+                "name": name, "origin": held["resource"]["origin"],
+            })
+        store = [r.to_api() for r in app.charm.resources.values()]
+        return {"resources": resources, "charm-store-resources": store, "unit-resources": []}
+
+    def failed(item: Any, error: dict[str, Any]) -> dict[str, Any]:
+        return {"resources": [], "charm-store-resources": [], "unit-resources": [], "error": error}
+
+    return bulk(params.get("entities") or [], one, failed)

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from botlab.lab.juju import catalogue, errors
 from botlab.lab.juju.appstate import App, Unit, World, base_api, log_event, shown_workload, world, world_of
-from botlab.lab.juju.errors import JujuApiError, error_result
+from botlab.lab.juju.errors import JujuApiError, bulk
 from botlab.lab.juju.facades import CallContext, facade_method
 from botlab.lab.juju.faults import FaultError, parse_count, use_hit
 from botlab.lab.juju.state import ControllerState, ModelState
@@ -344,13 +344,17 @@ async def run_hook(w: World, unit: Unit, hook: str, seconds: float) -> bool:
         _publish(w, unit)
         await asyncio.sleep(timings.delay(seconds, unit.name, hook))
         fault = fault_book(w.controller).take_hook_failure(w.model, unit, hook)
-        if fault is None:
-            unit.attempts.pop(hook, None)
-            return True
+        if fault is not None:
+            w.event("unit-hook-failed", unit=unit.name, hook=hook, fault=fault.id)
+        else:
+            problem = await _charm_work(w, unit, hook)
+            if problem is None:
+                unit.attempts.pop(hook, None)
+                return True
+            w.event("unit-hook-failed", unit=unit.name, hook=hook, error=problem)
         unit.failed_hook = hook
         unit.resolved.clear()
         _publish(w, unit)
-        w.event("unit-hook-failed", unit=unit.name, hook=hook, fault=fault.id)
         attempts = unit.attempts[hook] = unit.attempts.get(hook, 0) + 1
         retry: float | None = None
         if w.model.own_config().get("automatically-retry-hooks", True) is not False:
@@ -367,6 +371,23 @@ async def run_hook(w: World, unit: Unit, hook: str, seconds: float) -> bool:
             return True
         w.event("unit-hook-retried", unit=unit.name, hook=hook, automatic=not resolved)
     return False
+
+
+async def _charm_work(w: World, unit: Unit, hook: str) -> str | None:
+    """What the charm does on its machine in this hook (registered hook handlers, e.g. the
+    lab's hosts); None when it worked, else why not."""
+    if not catalogue.HOOK_HANDLERS:
+        return None
+    machine = _machine_data(w, unit) or {}
+    run = catalogue.HookRun(
+        model=w.model, unit=unit.name, application=unit.app.name, charm=unit.app.charm.name, hook=hook,
+        hostname=str(machine.get("hostname") or ""), config=dict(unit.app.option_values()),
+    )
+    try:
+        await asyncio.to_thread(catalogue.run_hook_handlers, run)
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def unit_view(w: World, unit: Unit) -> catalogue.UnitView:
@@ -618,22 +639,20 @@ async def add_units_call(ctx: CallContext, params: dict[str, Any]) -> dict[str, 
 @facade_method("Application", (17, 19, 20), "DestroyUnit", mutating=True)
 async def destroy_unit(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("units") or []:
-        try:
-            unit = unit_from_tag(w, (item or {}).get("unit-tag"))
-            if unit.principal:
-                raise JujuApiError(f'unit "{unit.name}" is a subordinate, to remove use remove-relation. '
-                                   f"Note: this will remove all units of \"{unit.app.name}\"")
-            if not item.get("dry-run"):
-                kill_unit(w, unit)
-                if item.get("force"):
-                    remove_unit(w, unit)
-                log_event(ctx, "unit-destroyed", unit=unit.name, force=bool(item.get("force")))
-            results.append({"info": {"destroyed-storage": [], "detached-storage": []}})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+
+    def one(item: Any) -> dict[str, Any]:
+        unit = unit_from_tag(w, (item or {}).get("unit-tag"))
+        if unit.principal:
+            raise JujuApiError(f'unit "{unit.name}" is a subordinate, to remove use remove-relation. '
+                               f"Note: this will remove all units of \"{unit.app.name}\"")
+        if not item.get("dry-run"):
+            kill_unit(w, unit)
+            if item.get("force"):
+                remove_unit(w, unit)
+            log_event(ctx, "unit-destroyed", unit=unit.name, force=bool(item.get("force")))
+        return {"info": {"destroyed-storage": [], "detached-storage": []}}
+
+    return bulk(params.get("units") or [], one)
 
 
 @facade_method("Application", (17, 19, 20), "ResolveUnitErrors", mutating=True)
@@ -641,23 +660,21 @@ async def resolve_unit_errors(ctx: CallContext, params: dict[str, Any]) -> dict[
     """`juju resolved`: a unit in error re-runs the failed hook (retry) or skips it."""
     w = world_of(ctx)
     retry = bool(params.get("retry"))
-    results: list[dict[str, Any]] = []
     if params.get("all"):
         for unit in w.units():
             if unit.failed_hook:
                 _resolve(ctx, unit, retry)
         return {"results": []}
     tags = params.get("tags") or {}
-    for item in tags.get("entities") or [] if isinstance(tags, dict) else []:
-        try:
-            unit = unit_from_tag(w, (item or {}).get("tag"))
-            if not unit.failed_hook:
-                raise errors.not_valid(f'unit "{unit.name}" is not in an error state')
-            _resolve(ctx, unit, retry)
-            results.append({})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+
+    def one(item: Any) -> dict[str, Any]:
+        unit = unit_from_tag(w, (item or {}).get("tag"))
+        if not unit.failed_hook:
+            raise errors.not_valid(f'unit "{unit.name}" is not in an error state')
+        _resolve(ctx, unit, retry)
+        return {}
+
+    return bulk((tags.get("entities") or []) if isinstance(tags, dict) else [], one)
 
 
 def _resolve(ctx: CallContext, unit: Unit, retry: bool) -> None:
@@ -669,19 +686,17 @@ def _resolve(ctx: CallContext, unit: Unit, retry: bool) -> None:
 @facade_method("Application", (17, 19, 20), "UnitsInfo", mutating=False)
 async def units_info(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
-    results: list[dict[str, Any]] = []
-    for item in params.get("entities") or []:
-        try:
-            unit = unit_from_tag(w, (item or {}).get("tag"))
-            results.append({"result": {
-                "tag": unit.tag, "workload-version": unit.workload_version, "machine": unit.machine_id,
-                "opened-ports": [], "public-address": unit.public_address, "address": unit.private_address,
-                "charm": unit.app.charm_url, "leader": unit.leader, "life": unit.life, "relation-data": [],
-                "provider-id": "",
-            }})
-        except JujuApiError as exc:
-            results.append({"error": error_result(exc)})
-    return {"results": results}
+
+    def one(item: Any) -> dict[str, Any]:
+        unit = unit_from_tag(w, (item or {}).get("tag"))
+        return {"result": {
+            "tag": unit.tag, "workload-version": unit.workload_version, "machine": unit.machine_id,
+            "opened-ports": [], "public-address": unit.public_address, "address": unit.private_address,
+            "charm": unit.app.charm_url, "leader": unit.leader, "life": unit.life, "relation-data": [],
+            "provider-id": "",
+        }}
+
+    return bulk(params.get("entities") or [], one)
 
 
 @facade_method("Application", (17, 19, 20), "Leader", mutating=False)
