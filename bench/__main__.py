@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from bench import cli_startup, enlist, kubernetes
+from bench import cli_startup, enlist, kubernetes, lab_hosts
 
-BENCHMARKS = {"cli_startup": cli_startup.run, "enlist": enlist.run, "kubernetes": kubernetes.run}
+BENCHMARKS = {"cli_startup": cli_startup.run, "enlist": enlist.run, "kubernetes": kubernetes.run,
+              "lab_hosts": lab_hosts.run}
 
 
 def main(names: list[str]) -> None:

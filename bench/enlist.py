@@ -52,7 +52,7 @@ def run_one(n: int, commissioning_s: float, workdir: Path) -> dict[str, Any]:
                               commissioning_s=commissioning_s, deploy_s=60, seed=n)
     doc["timings"]["testing_s"] = 0
     doc["timings"]["jitter"] = 0.2
-    info = control.start(workdir / f"lab{n}", doc, name=f"bench{n}")
+    info = control.start(workdir / f"lab{n}", doc, name=f"bench{n}", hosts=False)  # measures botlab, not hosts
     try:
         inventory = load_inventory(info.inventory)
         before = _get(info.control_url + "state")["counters"].get("total", 0)

@@ -86,7 +86,7 @@ def run_one(n: int, deploy_s: float, workdir: Path) -> dict[str, Any]:
                               deploy_s=deploy_s, seed=n)
     doc["timings"].update(testing_s=0, jitter=0.2, release_s=1)
     doc["juju"] = {"destroy_s": 0.2, "charms": dict(CHARMS)}
-    info = control.start(workdir / f"lab{n}", doc, name=f"bench{n}")
+    info = control.start(workdir / f"lab{n}", doc, name=f"bench{n}", hosts=False)  # measures botlab, not hosts
     record = json.loads((info.dir / "lab.json").read_text())
     juju_url = str(record["juju_control_url"])
     try:

@@ -318,7 +318,8 @@ def lab_status(opts: Options, lab_dir: str) -> None:
         + views.table(rows, ["machine", "MAAS status", "host (SSH)"]),
         {"running": True, "pid": info.pid, "maas_url": info.maas_url,
          "juju_endpoint": info.juju_endpoint, "machines": states,
-         "hosts": {h: {"address": d["address"], "host_keys": d["host_keys"]} for h, d in hosts.items()}},
+         "hosts": {h: {"address": d["address"], "host_keys": d["host_keys"], "gpus": d.get("gpus", 0)}
+                   for h, d in hosts.items()}},
     )
 
 

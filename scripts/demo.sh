@@ -36,3 +36,21 @@ echo; echo "### botlab status"
 botlab -i "$INV" status
 echo; echo "### botlab lab status"
 botlab lab status --dir "$LAB"
+
+echo; echo "### a GPU host over SSH at the address MAAS reports, its host key checked against the one Juju reports"
+host=$(botlab --output json lab status --dir "$LAB" | "$BIN/python" -c '
+import json, sys
+hosts = json.load(sys.stdin).get("hosts") or {}
+gpu = [h for h in sorted(hosts) if hosts[h]["gpus"]]
+if gpu:
+    d = hosts[gpu[-1]]
+    print(d["address"], " ".join(d["host_keys"][0].split()[:2]))
+')
+if [ -n "$host" ]; then
+  echo "${host}" > "$LAB/known_hosts"
+  ssh -i "$LAB/keys/id_ed25519" -o UserKnownHostsFile="$LAB/known_hosts" -o StrictHostKeyChecking=yes \
+    -o BatchMode=yes "ubuntu@${host%% *}" \
+    'echo "$(hostname): containerd $(systemctl is-active containerd)"; nvidia-smi -L | head -2; lspci | grep -c NVIDIA'
+else
+  echo "(this lab has no hosts: run as root for SSH hosts in network namespaces)"
+fi

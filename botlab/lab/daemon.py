@@ -9,6 +9,7 @@ means ready).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,68 +29,58 @@ def serve(lab_dir: Path) -> None:
 
     settings = json.loads((lab_dir / "settings.json").read_text())
     spec = load_spec(lab_dir / "spec.yaml")
-    hosts = None
-    if settings.get("hosts"):
-        from botlab.lab.hosts import HostManager
+    with contextlib.ExitStack() as running:  # stops what started, in reverse order, however we leave
+        hosts = None
+        if settings.get("hosts"):
+            from botlab.lab.hosts.manager import HostManager
 
-        hosts = HostManager(lab_dir, spec)
-        hosts.start()
-    maas = MaasEmulator(spec, hosts=hosts)
-    server = AppThread(maas.app, port=int(settings.get("maas_port", 0)), name="lab-maas")
-    try:
+            hosts = HostManager(lab_dir, spec)
+            running.callback(hosts.stop)
+            hosts.start()
+        maas = MaasEmulator(spec, hosts=hosts)
+        server = AppThread(maas.app, port=int(settings.get("maas_port", 0)), name="lab-maas")
         base = server.start()
-    except BaseException:
-        if hosts is not None:
-            hosts.stop()
-        raise
-    maas.serving_at(base)
-    maas_url = maas.url
-    # Models fetch charm metadata from Charmhub: point them at the lab's own, never the real one.
-    charmhub = CharmhubEmulator()
-    charmhub.start()
-    juju = JujuEmulator(spec, maas_url, maas.api_key, port=int(settings.get("juju_port", 0)),
-                        model_defaults={"charmhub-url": charmhub.url})
-    try:
+        running.callback(server.stop)
+        maas.serving_at(base)
+        maas_url = maas.url
+        # Models fetch charm metadata from Charmhub: point them at the lab's own, never the real one.
+        charmhub = CharmhubEmulator()
+        charmhub.start()
+        running.callback(charmhub.stop)
+        juju = JujuEmulator(spec, maas_url, maas.api_key, port=int(settings.get("juju_port", 0)),
+                            model_defaults={"charmhub-url": charmhub.url})
+        running.callback(juju.stop)
         juju.start()
         juju_data = juju.write_juju_data(lab_dir / "juju")
-    except BaseException:
-        juju.stop()
-        charmhub.stop()
-        server.stop()
         if hosts is not None:
-            hosts.stop()
-        raise
-    inventory = write_lab_inventory(
-        lab_dir, spec, maas_url, settings["name"],
-        juju_data=juju_data, juju_controller=juju.controller_name, juju_cloud=juju.cloud_name,
-    )
-    record = {
-        "pid": os.getpid(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "maas_url": maas_url,
-        "control_url": f"{base}/_lab/",
-        "inventory": str(inventory),
-        "name": settings["name"],
-        "juju_endpoint": juju.endpoint,
-        "juju_control_url": juju.control_url,
-        "juju_data": str(juju_data),
-        "charmhub_url": charmhub.url,
-        "hosts": hosts is not None,
-    }
-    tmp = lab_dir / "lab.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(lab_dir / "lab.json")
-    print(f"lab ready: MAAS at {maas_url}, Juju controller at {juju.endpoint} (JUJU_DATA={juju_data})", flush=True)
-    try:
+            from botlab.lab.hosts.charms import HostCharms
+
+            running.callback(HostCharms(juju, hosts).attach().detach)
+        inventory = write_lab_inventory(
+            lab_dir, spec, maas_url, settings["name"],
+            juju_data=juju_data, juju_controller=juju.controller_name, juju_cloud=juju.cloud_name,
+        )
+        record = {
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "maas_url": maas_url,
+            "control_url": f"{base}/_lab/",
+            "inventory": str(inventory),
+            "name": settings["name"],
+            "juju_endpoint": juju.endpoint,
+            "juju_control_url": juju.control_url,
+            "juju_data": str(juju_data),
+            "charmhub_url": charmhub.url,
+            "hosts": hosts is not None,
+        }
+        running.callback((lab_dir / "lab.json").unlink, missing_ok=True)
+        tmp = lab_dir / "lab.json.tmp"
+        tmp.write_text(json.dumps(record, indent=2))
+        tmp.replace(lab_dir / "lab.json")
+        print(f"lab ready: MAAS at {maas_url}, Juju controller at {juju.endpoint} (JUJU_DATA={juju_data})",
+              flush=True)
         signal.sigwait({signal.SIGTERM, signal.SIGINT})
-    finally:
-        juju.stop()
-        charmhub.stop()
-        server.stop()
-        if hosts is not None:
-            hosts.stop()
-        (lab_dir / "lab.json").unlink(missing_ok=True)
-        print("lab stopped", flush=True)
+    print("lab stopped", flush=True)
 
 
 if __name__ == "__main__":

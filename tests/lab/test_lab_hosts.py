@@ -25,7 +25,8 @@ from fabric import Connection
 from paramiko import SSHException
 
 from botlab.lab import control, specs
-from botlab.lab.hosts import hosts_supported, names
+from botlab.lab.hosts import names
+from botlab.lab.hosts.manager import hosts_supported
 from botlab.lab.hosts.network import links, namespaces
 from tests.support.kubelab import KubeLab, start_lab
 
@@ -146,6 +147,9 @@ def test_hosts_have_a_stock_shell_not_the_build_machines(kube: KubeLab) -> None:
         # Nothing of the lab's own signal handling leaks into sessions (the lab daemon and each
         # host's PID 1 block SIGTERM and SIGCHLD for themselves).
         assert sh(conn, "grep SigBlk /proc/self/status").stdout.split() == ["SigBlk:", "0" * 16]
+        # This machine's /usr/local (a docker client, say) does not shadow the host's programs.
+        assert sh(conn, "ls -A /usr/local/bin /usr/local/sbin").stdout.split() == ["/usr/local/bin:",
+                                                                                  "/usr/local/sbin:"]
         # The lab's own folder (its secrets and keys) is not visible on the host.
         assert sh(conn, f"ls -A {kube.info.dir}").stdout == ""
 
@@ -277,3 +281,13 @@ def test_host_boot_spec_with_private_keys_never_stays_on_disk(bare_lab: control.
     with urllib.request.urlopen(bare_lab.control_url + "state") as answer:
         state = json.loads(answer.read())
     assert "PRIVATE KEY" not in json.dumps(state)
+
+
+def test_lab_status_lists_each_host_at_its_maas_address(kube: KubeLab) -> None:
+    doc = kube.json("lab", "status", "--dir", str(kube.info.dir))
+    assert doc["_code"] == 0
+    machines = kube.maas_machines()
+    assert {h: d["address"] for h, d in doc["hosts"].items()} == {h: m["ip_addresses"][0] for h, m in machines.items()}
+    assert {h for h, d in doc["hosts"].items() if d["gpus"]} == {"node-04"}
+    assert kube.botlab("lab", "status", "--dir", str(kube.info.dir)) == 0
+    assert f"node-04  Deployed     {machines['node-04']['ip_addresses'][0]}" in kube.stdout

@@ -98,9 +98,14 @@ class KubeLab:
 
 
 def start_lab(tmp: Path, *, deploy_s: float = 0.3, charms: dict[str, float] | None = None,
-              machines: int = 5, gpus: int = 2, hosts: bool | None = None) -> KubeLab:
+              machines: int = 5, gpus: int = 2, hosts: bool | None = None, toolkit: bool = False) -> KubeLab:
+    """A lab of `machines` (the last `gpus` with GPUs; `toolkit`: their hosts have the NVIDIA
+    container toolkit installed) whose inventory `botlab` runs against."""
     doc = specs.spec_document(None, machines=machines, gpus=gpus, unenlisted=0, commissioning_s=0.1,
                               deploy_s=deploy_s, seed=11)
+    for machine in doc["machines"]:
+        if machine["gpus"]["count"]:
+            machine["gpus"]["toolkit"] = toolkit
     doc["timings"].update(testing_s=0.05, release_s=0.1)
     doc["juju"] = {"destroy_s": 0.05, "charms": dict(charms or {})}
     lab = KubeLab(tmp, control.start(tmp / "lab", doc, name="alpha", hosts=hosts))

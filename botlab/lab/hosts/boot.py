@@ -24,6 +24,7 @@ from botlab.lab.hosts.rootfs import HostSpec, prepare
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC = 1, 2, 4, 8, 4096, 16384
 _libc = ctypes.CDLL(None, use_errno=True)
+BOOT_SERVICES_TIMEOUT_S = 15.0
 
 
 def mount(source: str, target: Path | str, fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
@@ -53,6 +54,11 @@ def build_root(spec: HostSpec) -> Path:
     mount("sysfs", root / "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for path, mode in (("run", "0755"), ("tmp", "1777"), ("root", "0700"), ("home", "0755")):
         mount("tmpfs", root / path, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode}")
+    # A fresh OS has an empty /usr/local; this machine's (a docker client, say) would shadow
+    # the host's own programs on PATH.
+    mount("tmpfs", root / "usr/local", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    for name in ("bin", "sbin", "lib", "share", "include", "etc", "games", "src"):
+        (root / "usr/local" / name).mkdir()
     for hidden in spec.hide:
         target = root / hidden.lstrip("/")
         if target.is_dir():
@@ -98,8 +104,14 @@ def boot(spec: HostSpec) -> subprocess.Popen[str]:
     os.chdir("/")
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     if Path("/usr/bin/systemctl").exists():
-        subprocess.run(["/usr/bin/systemctl", "--lab-boot"], env=env, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, preexec_fn=default_signals)
+        # Enabled services start before sshd, as on a real boot; one that hangs does not stop
+        # the boot (systemd would go on with the others too).
+        try:
+            subprocess.run(["/usr/bin/systemctl", "--lab-boot"], env=env, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+                           preexec_fn=default_signals, timeout=BOOT_SERVICES_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            print("starting enabled services took too long; booting on", file=sys.stderr, flush=True)
     return start_sshd()
 
 

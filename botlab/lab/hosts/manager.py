@@ -54,6 +54,11 @@ class Host:
     pid: int  # boot.py, the host's PID 1, as this machine's PID namespace numbers it
     process: subprocess.Popen[bytes]
     host_keys: list[str]  # public halves, OpenSSH format
+    facts: dict[str, Any]  # what the host tools show (GPUs ...)
+
+    @property
+    def gpus(self) -> int:
+        return len(self.facts.get("gpus") or [])
 
     @property
     def root(self) -> Path:
@@ -62,7 +67,7 @@ class Host:
 
     def describe(self) -> dict[str, Any]:
         return {"system_id": self.system_id, "hostname": self.hostname, "address": self.address,
-                "netns": self.netns, "pid": self.pid, "host_keys": list(self.host_keys)}
+                "netns": self.netns, "pid": self.pid, "host_keys": list(self.host_keys), "gpus": self.gpus}
 
 
 def gpu_facts(hardware: MachineSpec | None, hostname: str) -> dict[str, Any]:
@@ -241,7 +246,7 @@ class HostManager:
             spec_file.unlink(missing_ok=True)
             raise
         host = Host(request.system_id, request.hostname, request.address, netns, pid, process,
-                    [k.public for k in config.host_keys])
+                    [k.public for k in config.host_keys], spec.facts)
         with self._lock:
             self._hosts[request.system_id] = host
 

@@ -132,9 +132,21 @@ def proc_start_ticks(pid: int) -> int | None:
         return None
 
 
+def process_state(pid: int) -> str | None:
+    """The state letter of `pid` (R, S, Z, ...), None when there is no such process (safe against it exiting)."""
+    if pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def same_process(pid: int, start_ticks: int | None) -> bool:
-    """Whether `pid` is still the live process that had `start_ticks`."""
-    if not pid_alive(pid):
+    """Whether `pid` is still the live (not zombie) process that had `start_ticks`."""
+    state = process_state(pid)
+    if state is None or state in ("Z", "X"):
         return False
     return start_ticks is None or proc_start_ticks(pid) == start_ticks
 
