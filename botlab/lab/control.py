@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from botlab.errors import StageError, UsageError
+from botlab.lab.hosttools.hostlib import pid_alive
 
 START_TIMEOUT_S = 30.0
 
@@ -33,18 +34,8 @@ class LabInfo:
 
 
 def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); treat it as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return False
+    """Whether `pid` runs (a zombie does not count)."""
+    return pid_alive(pid)
 
 
 def read_info(lab_dir: Path) -> LabInfo | None:

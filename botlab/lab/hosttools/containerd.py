@@ -447,9 +447,7 @@ def serve(argv: list[str], opts: dict[str, Any]) -> int:
 
     def cleanup() -> None:
         hostlib.log("info", "Stop CRI service")
-        current = hostlib.read_json(STATE_PATH)
-        if isinstance(current, dict) and current.get("pid") == os.getpid():
-            hostlib.host_path(STATE_PATH).unlink(missing_ok=True)
+        hostlib.remove_own_state(STATE_PATH)
 
     hostlib.block_stop_signals()
     hostlib.notify_ready()

@@ -285,6 +285,14 @@ def daemon_state(host: str) -> dict[str, Any]:
     return state
 
 
+def _try_daemon_state(host: str) -> tuple[dict[str, Any] | None, str | None]:
+    """daemon_state(), or None and the error the CLI prints when the daemon cannot be reached."""
+    try:
+        return daemon_state(host), None
+    except CliError as exc:
+        return None, str(exc)
+
+
 def _listens_on(state: dict[str, Any], host: str) -> bool:
     def norm(addr: str) -> str:
         if addr.startswith("fd://"):
@@ -387,11 +395,7 @@ def cmd_info(args: list[str], host: str, debug: bool) -> int:
                        "[OPTIONS]\n\nDisplay system-wide information", 1)
     if fmt is not None:
         parse_template(fmt)
-    try:
-        state: dict[str, Any] | None = daemon_state(host)
-        error = None
-    except CliError as exc:
-        state, error = None, str(exc)
+    state, error = _try_daemon_state(host)
     info = server_info(state) if state else empty_info()
     info["ClientInfo"] = client_info(debug)
     if fmt is not None:
@@ -450,11 +454,7 @@ def cmd_version(args: list[str], host: str, debug: bool) -> int:
     client = {"Platform": {"Name": ""}, "Version": VERSION, "ApiVersion": API_VERSION, "DefaultAPIVersion": API_VERSION,
               "GitCommit": BUILD, "GoVersion": GO_VERSION, "Os": "linux", "Arch": "amd64", "BuildTime": BUILT,
               "Context": "default"}
-    try:
-        state: dict[str, Any] | None = daemon_state(host)
-        error = None
-    except CliError as exc:
-        state, error = None, str(exc)
+    state, error = _try_daemon_state(host)
     server = None
     if state:
         components = [
@@ -496,20 +496,22 @@ def cmd_version(args: list[str], host: str, debug: bool) -> int:
     return 0
 
 
-def cmd_ps(args: list[str], host: str, debug: bool) -> int:
-    fmt, rest = _format_option(args, "ps")
+def _empty_listing(args: list[str], host: str, command: str, header: str) -> int:
+    """A listing of what the lab never has (containers, images): the table header alone (none with -q or
+    --format), once the daemon is known to run."""
+    fmt, rest = _format_option(args, command)
     daemon_state(host)
     if "-q" not in rest and "--quiet" not in rest and fmt is None:
-        print("CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    PORTS     NAMES")
+        print(header)
     return 0
+
+
+def cmd_ps(args: list[str], host: str, debug: bool) -> int:
+    return _empty_listing(args, host, "ps", "CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    PORTS     NAMES")
 
 
 def cmd_images(args: list[str], host: str, debug: bool) -> int:
-    fmt, rest = _format_option(args, "images")
-    daemon_state(host)
-    if "-q" not in rest and "--quiet" not in rest and fmt is None:
-        print("REPOSITORY   TAG       IMAGE ID   CREATED   SIZE")
-    return 0
+    return _empty_listing(args, host, "images", "REPOSITORY   TAG       IMAGE ID   CREATED   SIZE")
 
 
 COMMANDS = {"info": cmd_info, "version": cmd_version, "ps": cmd_ps, "images": cmd_images}

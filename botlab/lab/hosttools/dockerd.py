@@ -186,6 +186,13 @@ def _display(name: str) -> str:
     return f"-{short}, --{name}" if short else f"--{name}"
 
 
+def _next_argument(argv: list[str], i: int, flag: str) -> tuple[str, int]:
+    """A flag's value from the next argument, argv[i], and the index after it; `flag` names it when there is none."""
+    if i < len(argv):
+        return argv[i], i + 1
+    raise FlagError(f"flag needs an argument: {flag}")
+
+
 def parse_flags(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     """pflag's parsing: {flag: value} for the flags given (lists accumulate), in order of appearance."""
     given: dict[str, Any] = {}
@@ -206,11 +213,8 @@ def parse_flags(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
             if not eq:
                 if kind == "bool":
                     value = "true"
-                elif i < len(argv):
-                    value = argv[i]
-                    i += 1
                 else:
-                    raise FlagError(f"flag needs an argument: --{name}")
+                    value, i = _next_argument(argv, i, f"--{name}")
             _set_flag(given, name, value)
             order.append(name)
         elif arg.startswith("-") and len(arg) > 1:
@@ -231,11 +235,8 @@ def parse_flags(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
                     if letters:
                         value = letters[1:] if letters.startswith("=") else letters
                         letters = ""
-                    elif i < len(argv):
-                        value = argv[i]
-                        i += 1
                     else:
-                        raise FlagError(f"flag needs an argument: '{letter}' in {arg}")
+                        value, i = _next_argument(argv, i, f"'{letter}' in {arg}")
                     _set_flag(given, name, value)
                 order.append(name)
         else:
@@ -611,9 +612,7 @@ def run(argv: list[str], given: dict[str, Any]) -> int:
 
     def cleanup() -> None:
         hostlib.log("info", "Processing signal 'terminated'")
-        state = hostlib.read_json(STATE_PATH)
-        if isinstance(state, dict) and state.get("pid") == os.getpid():
-            hostlib.host_path(STATE_PATH).unlink(missing_ok=True)
+        hostlib.remove_own_state(STATE_PATH)
         hostlib.host_path(pidfile).unlink(missing_ok=True)
         hostlib.log("info", "Daemon shutdown complete")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import decimal
 import json
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 WS = " \t\r\n"
 
@@ -32,7 +32,7 @@ class _Scanner:
         self.text = text
         self.pos = 0
 
-    def fail(self, context: str) -> None:
+    def fail(self, context: str) -> NoReturn:
         if self.pos >= len(self.text):
             raise _SyntaxError("unexpected end of JSON input")
         raise _SyntaxError(f"invalid character {_quote_char(self.text[self.pos])} {context}")
@@ -63,10 +63,26 @@ class _Scanner:
         else:
             self.fail("looking for beginning of value")
 
-    def obj(self) -> None:
+    def skip_close(self, close: str) -> bool:
+        """After whitespace, whether the container ends here (its `close` is then consumed)."""
         self.skip_ws()
-        if self.peek() == "}":
+        if self.peek() == close:
             self.pos += 1
+            return True
+        return False
+
+    def after_item(self, close: str, context: str) -> bool:
+        """After a member or element: consume a ',' (False: another follows) or `close` (True: the container ends);
+        anything else is the syntax error `context` names."""
+        if self.skip_close(close):
+            return True
+        if self.peek() == ",":
+            self.pos += 1
+            return False
+        self.fail(context)
+
+    def obj(self) -> None:
+        if self.skip_close("}"):
             return
         while True:
             self.skip_ws()
@@ -79,32 +95,16 @@ class _Scanner:
                 self.fail("after object key")
             self.pos += 1
             self.value()
-            self.skip_ws()
-            c = self.peek()
-            if c == ",":
-                self.pos += 1
-                continue
-            if c == "}":
-                self.pos += 1
+            if self.after_item("}", "after object key:value pair"):
                 return
-            self.fail("after object key:value pair")
 
     def arr(self) -> None:
-        self.skip_ws()
-        if self.peek() == "]":
-            self.pos += 1
+        if self.skip_close("]"):
             return
         while True:
             self.value()
-            self.skip_ws()
-            c = self.peek()
-            if c == ",":
-                self.pos += 1
-                continue
-            if c == "]":
-                self.pos += 1
+            if self.after_item("]", "after array element"):
                 return
-            self.fail("after array element")
 
     def string(self) -> None:
         while True:
@@ -132,6 +132,10 @@ class _Scanner:
                 self.fail("in string literal")
             self.pos += 1
 
+    def skip_digits(self) -> None:
+        while self.peek().isdigit():
+            self.pos += 1
+
     def number(self) -> None:
         if self.peek() == "-":
             self.pos += 1
@@ -140,22 +144,19 @@ class _Scanner:
         if self.peek() == "0":
             self.pos += 1
         else:
-            while self.peek().isdigit():
-                self.pos += 1
+            self.skip_digits()
         if self.peek() == ".":
             self.pos += 1
             if not self.peek().isdigit():
                 self.fail("after decimal point in numeric literal")
-            while self.peek().isdigit():
-                self.pos += 1
+            self.skip_digits()
         if self.peek() in ("e", "E"):
             self.pos += 1
             if self.peek() in ("+", "-"):
                 self.pos += 1
             if not self.peek().isdigit():
                 self.fail("in exponent of numeric literal")
-            while self.peek().isdigit():
-                self.pos += 1
+            self.skip_digits()
 
     def literal(self, word: str) -> None:
         for expected in word:

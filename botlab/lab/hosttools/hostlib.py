@@ -79,12 +79,9 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie has exited: it only waits for its parent to reap it.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
+    # A zombie has exited: it only waits for its parent to reap it. No state: it exited while /proc was read.
+    state = process_state(pid)
+    return state is not None and state != "Z"
 
 
 def notify_ready() -> None:
@@ -162,6 +159,13 @@ def live_state(path: str) -> dict[str, Any] | None:
     return data
 
 
+def remove_own_state(path: str) -> None:
+    """On a daemon's way out: remove its state file, unless another instance has written it since."""
+    data = read_json(path)
+    if isinstance(data, dict) and data.get("pid") == os.getpid():
+        host_path(path).unlink(missing_ok=True)
+
+
 def which(name: str, path_env: str | None = None) -> str | None:
     """The host path `name` resolves to through PATH (absolute names as they are), if executable."""
     dirs = (path_env or SEARCH_PATH).split(":")
@@ -175,8 +179,9 @@ def which(name: str, path_env: str | None = None) -> str | None:
     return None
 
 
-def go_quote(text: str) -> str:
-    """Go's strconv.Quote for the ASCII/UTF-8 text our tools log."""
+def quote_escaped(text: str, control_format: str) -> str:
+    """`text` in double quotes, with `"` and `\\` backslash-escaped, newline, tab and carriage return as \\n, \\t,
+    \\r, and the other control characters and DEL as `control_format.format(code point)`."""
     out = ['"']
     for ch in text:
         if ch in '"\\':
@@ -188,11 +193,16 @@ def go_quote(text: str) -> str:
         elif ch == "\r":
             out.append("\\r")
         elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
+            out.append(control_format.format(ord(ch)))
         else:
             out.append(ch)
     out.append('"')
     return "".join(out)
+
+
+def go_quote(text: str) -> str:
+    """Go's strconv.Quote for the ASCII/UTF-8 text our tools log."""
+    return quote_escaped(text, "\\x{:02x}")
 
 
 def logrus_line(level: str, msg: str, **fields: Any) -> str:

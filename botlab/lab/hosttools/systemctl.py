@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import hostlib
@@ -328,10 +328,16 @@ def expand_argv(argv: list[str], env: dict[str, str]) -> list[str]:
     return out
 
 
-class ProcessFailure(Exception):
+class ResultError(Exception):
+    """A failure that carries systemd's result for it ("exit-code", "timeout", ...)."""
+
     def __init__(self, result: str) -> None:
         super().__init__(result)
         self.result = result
+
+
+class ProcessFailure(ResultError):
+    """A unit's process failed."""
 
 
 class Runner:
@@ -565,10 +571,8 @@ def supervise(name: str, invocation: str, argv: list[str], executable: str, env:
 
 # --- jobs -----------------------------------------------------------------------------------------------------------
 
-class JobFailed(Exception):
-    def __init__(self, result: str) -> None:
-        super().__init__(result)
-        self.result = result
+class JobFailed(ResultError):
+    """A job (start, stop) failed."""
 
 
 class Systemctl:
@@ -756,6 +760,19 @@ JOB_VERBS = {"start": "start", "stop": "stop", "restart": "restart", "try-restar
              "try-reload-or-restart": "try-restart"}
 
 
+# Options that take a value (as the next argument, after "=", or attached to the short form): where it goes.
+VALUE_OPTIONS = {"-p": "props", "--property": "props", "-t": "type", "--type": "type", "-n": "lines",
+                 "--lines": "lines"}
+
+
+def _set_value_option(opts: dict[str, Any], option: str, value: str) -> None:
+    key = VALUE_OPTIONS[option]
+    if key == "props":
+        opts["props"] += value.split(",")
+    else:
+        opts[key] = value
+
+
 def parse_args(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     opts: dict[str, Any] = {"quiet": False, "value": False, "props": [], "now": False, "type": None, "all": False,
                             "lines": 10, "boot": False}
@@ -776,26 +793,16 @@ def parse_args(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
             opts["all"] = True
         elif arg == "--lab-boot":
             opts["boot"] = True
-        elif arg in ("-p", "--property", "-t", "--type", "-n", "--lines"):
+        elif arg in VALUE_OPTIONS:
             if i + 1 >= len(argv):
                 err(f"systemctl: option '{arg}' requires an argument")
                 raise Exit(1)
             i += 1
-            key = {"-p": "props", "--property": "props", "-t": "type", "--type": "type", "-n": "lines",
-                   "--lines": "lines"}[arg]
-            if key == "props":
-                opts["props"] += argv[i].split(",")
-            else:
-                opts[key] = argv[i]
+            _set_value_option(opts, arg, argv[i])
         elif arg.startswith(("--property=", "--type=", "--lines=")) or (arg.startswith(("-p", "-t", "-n")) and
                                                                        len(arg) > 2 and not arg.startswith("--")):
             key, _, value = arg.partition("=") if arg.startswith("--") else (arg[:2], "=", arg[2:])
-            target = {"--property": "props", "-p": "props", "--type": "type", "-t": "type", "--lines": "lines",
-                      "-n": "lines"}[key]
-            if target == "props":
-                opts["props"] += value.split(",")
-            else:
-                opts[target] = value
+            _set_value_option(opts, key, value)
         elif arg.startswith("-") and arg != "-":
             err(f"systemctl: unrecognized option '{arg}'")
             raise Exit(1)
@@ -933,96 +940,107 @@ def lab_boot(ctl: Systemctl) -> int:
     return 0
 
 
-def enable_command(ctl: Systemctl, names: list[str], opts: dict[str, Any]) -> int:
+def edit_links(ctl: Systemctl, names: list[str], opts: dict[str, Any], edit: Callable[[str], bool | None],
+               now_job: str) -> int:
+    """What enable and disable share: under the lock, `edit` each unit's install symlinks (True: it changed some;
+    None: refused, it has printed why, exit 1), daemon-reload if any changed, then with --now run `now_job`."""
     changed = False
     with ctl.manager.locked():
         for name in names:
-            fragment = unitfile.find_fragment(name)
-            if fragment is None:
-                err(f"Failed to enable unit: Unit file {name} does not exist.")
+            edited = edit(name)
+            if edited is None:
                 return 1
-            definition = unitfile.load(name)
-            install = definition.get("install") or {}
-            targets = [(t, "wants") for t in install.get("WantedBy", [])]
-            targets += [(t, "requires") for t in install.get("RequiredBy", [])]
-            if not targets and not install.get("Also"):
-                err("The unit files have no installation config (WantedBy=, RequiredBy=, Also=,\n"
-                    "Alias= settings in the [Install] section, and DefaultInstance= for template\n"
-                    "units). This means they are not meant to be enabled or disabled using systemctl.")
-                continue
-            for target, kind in targets:
-                link = f"/etc/systemd/system/{target}.{kind}/{name}"
-                real = hostlib.host_path(link)
-                if real.is_symlink():
-                    continue
-                real.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(fragment, real)
-                changed = True
-                if not opts["quiet"]:
-                    err(f"Created symlink {link} \u2192 {fragment}.")
+            changed = edited or changed
         if changed:
             ctl.manager.daemon_reload()
     if opts["now"]:
-        return job_command(ctl, "start", "start", names)
+        return job_command(ctl, now_job, now_job, names)
     return 0
+
+
+def enable_command(ctl: Systemctl, names: list[str], opts: dict[str, Any]) -> int:
+    def enable(name: str) -> bool | None:
+        fragment = unitfile.find_fragment(name)
+        if fragment is None:
+            err(f"Failed to enable unit: Unit file {name} does not exist.")
+            return None
+        definition = unitfile.load(name)
+        install = definition.get("install") or {}
+        targets = [(t, "wants") for t in install.get("WantedBy", [])]
+        targets += [(t, "requires") for t in install.get("RequiredBy", [])]
+        if not targets and not install.get("Also"):
+            err("The unit files have no installation config (WantedBy=, RequiredBy=, Also=,\n"
+                "Alias= settings in the [Install] section, and DefaultInstance= for template\n"
+                "units). This means they are not meant to be enabled or disabled using systemctl.")
+            return False
+        changed = False
+        for target, kind in targets:
+            link = f"/etc/systemd/system/{target}.{kind}/{name}"
+            real = hostlib.host_path(link)
+            if real.is_symlink():
+                continue
+            real.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(fragment, real)
+            changed = True
+            if not opts["quiet"]:
+                err(f"Created symlink {link} \u2192 {fragment}.")
+        return changed
+
+    return edit_links(ctl, names, opts, enable, "start")
 
 
 def disable_command(ctl: Systemctl, names: list[str], opts: dict[str, Any]) -> int:
-    changed = False
-    with ctl.manager.locked():
-        for name in names:
-            if unitfile.find_fragment(name) is None:
-                err(f"Failed to disable unit: Unit file {name} does not exist.")
-                return 1
-            for directory in sorted(hostlib.host_path("/etc/systemd/system").glob("*.wants")) + sorted(
-                    hostlib.host_path("/etc/systemd/system").glob("*.requires")):
-                link = directory / name
-                if link.is_symlink():
-                    link.unlink()
-                    changed = True
-                    if not opts["quiet"]:
-                        err(f'Removed "/etc/systemd/system/{directory.name}/{name}".')
-        if changed:
-            ctl.manager.daemon_reload()
-    if opts["now"]:
-        return job_command(ctl, "stop", "stop", names)
-    return 0
+    def disable(name: str) -> bool | None:
+        if unitfile.find_fragment(name) is None:
+            err(f"Failed to disable unit: Unit file {name} does not exist.")
+            return None
+        changed = False
+        for directory in sorted(hostlib.host_path("/etc/systemd/system").glob("*.wants")) + sorted(
+                hostlib.host_path("/etc/systemd/system").glob("*.requires")):
+            link = directory / name
+            if link.is_symlink():
+                link.unlink()
+                changed = True
+                if not opts["quiet"]:
+                    err(f'Removed "/etc/systemd/system/{directory.name}/{name}".')
+        return changed
+
+    return edit_links(ctl, names, opts, disable, "stop")
+
+
+def report_states(names: list[str], opts: dict[str, Any], state_of: Callable[[str], str | None],
+                  wanted: Collection[str], code_if_none: int) -> int:
+    """What the is-* verbs share: print each unit's state (unless --quiet); 0 when any is in `wanted`, else
+    `code_if_none`; 1 at once when `state_of` gives None (it has printed why)."""
+    code = code_if_none
+    for name in names:
+        state = state_of(name)
+        if state is None:
+            return 1
+        if not opts["quiet"]:
+            print(state)
+        if state in wanted:
+            code = 0
+    return code
 
 
 def is_active_command(ctl: Systemctl, names: list[str], opts: dict[str, Any]) -> int:
-    code = 3
-    for name in names:
-        state = ctl.manager.runtime(name)["active_state"]
-        if not opts["quiet"]:
-            print(state)
-        if state == "active":
-            code = 0
-    return code
+    return report_states(names, opts, lambda name: ctl.manager.runtime(name)["active_state"], ("active",), 3)
 
 
 def is_failed_command(ctl: Systemctl, names: list[str], opts: dict[str, Any]) -> int:
-    code = 1
-    for name in names:
-        state = ctl.manager.runtime(name)["active_state"]
-        if not opts["quiet"]:
-            print(state)
-        if state == "failed":
-            code = 0
-    return code
+    return report_states(names, opts, lambda name: ctl.manager.runtime(name)["active_state"], ("failed",), 1)
 
 
 def is_enabled_command(ctl: Systemctl, names: list[str], opts: dict[str, Any]) -> int:
-    code = 1
-    for name in names:
+    def enabled_state(name: str) -> str | None:
         if unitfile.find_fragment(name) is None:
             err(f"Failed to get unit file state for {name}: No such file or directory")
-            return 1
-        state = ctl.manager.enabled_state(unitfile.load(name))
-        if not opts["quiet"]:
-            print(state)
-        if state in ("enabled", "static", "alias", "indirect", "generated", "enabled-runtime"):
-            code = 0
-    return code
+            return None
+        return ctl.manager.enabled_state(unitfile.load(name))
+
+    return report_states(names, opts, enabled_state,
+                         ("enabled", "static", "alias", "indirect", "generated", "enabled-runtime"), 1)
 
 
 def exec_property(entry: dict[str, Any], ignore: bool) -> str:

@@ -7,6 +7,8 @@ import datetime
 import re
 from typing import Any
 
+import hostlib
+
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -15,24 +17,8 @@ def key(name: str) -> str:
 
 
 def string(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    """A TOML basic string: control characters other than \\n, \\t, \\r as \\uXXXX."""
+    return hostlib.quote_escaped(text, "\\u{:04X}")
 
 
 def value(item: Any) -> str:

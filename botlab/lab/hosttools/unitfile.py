@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import hostlib
@@ -375,13 +375,13 @@ class _Loader:
         for key in EXEC_KEYS:
             self.handlers[("Service", key)] = self._exec
         self.handlers.update({
-            ("Service", "Type"): self._type,
-            ("Service", "Restart"): self._restart,
+            ("Service", "Type"): self._choice_setter(SERVICE_TYPES, "service type"),
+            ("Service", "Restart"): self._choice_setter(RESTART_VALUES, "service restart specifier"),
             ("Service", "RemainAfterExit"): self._bool,
             ("Service", "TimeoutSec"): self._timeout,
             ("Service", "TimeoutStartSec"): self._timeout,
             ("Service", "TimeoutStopSec"): self._timeout,
-            ("Service", "KillMode"): self._kill_mode,
+            ("Service", "KillMode"): self._choice_setter(KILL_MODES, "kill mode specification"),
             ("Service", "Environment"): self._environment,
             ("Service", "EnvironmentFile"): self._environment_file,
         })
@@ -469,24 +469,45 @@ class _Loader:
             return exc.errno
         return None
 
+    def _next_word(self, path: str, line: int, value: str, pos: int,
+                   warn_escapes: bool = True) -> tuple[str | None, int] | None:
+        """extract_first_word_and_warn(): the next word of `value` from `pos`, retried relaxed on an unknown escape
+        sequence (logged when `warn_escapes`); None after logging when the quoting is unbalanced."""
+        try:
+            return extract_first_word(value, pos)
+        except ValueError:
+            pass
+        try:
+            word, pos = extract_first_word(value, pos, relax=True)
+        except ValueError:
+            self.syntax("err", path, line, f'Unbalanced quoting, ignoring: "{value}"')
+            return None
+        if word is not None and warn_escapes:
+            self.syntax("warning", path, line, f'Ignoring unknown escape sequences: "{word}"')
+        return word, pos
+
     def _words(self, path: str, line: int, value: str) -> list[str] | None:
         """extract_first_word_and_warn() over a whole value; None after logging when it cannot be split."""
         words: list[str] = []
         pos = 0
         while True:
-            try:
-                word, pos = extract_first_word(value, pos)
-            except ValueError:
-                try:
-                    word, pos = extract_first_word(value, pos, relax=True)
-                except ValueError:
-                    self.syntax("err", path, line, f'Unbalanced quoting, ignoring: "{value}"')
-                    return None
-                if word is not None:
-                    self.syntax("warning", path, line, f'Ignoring unknown escape sequences: "{word}"')
+            found = self._next_word(path, line, value, pos)
+            if found is None:
+                return None
+            word, pos = found
             if word is None:
                 return words
             words.append(word)
+
+    def _expanded_words(self, path: str, line: int, value: str) -> Iterator[str]:
+        """The words of `value` with their specifiers expanded; a word with an unknown specifier is logged and
+        skipped (as it comes, so messages stay in order with the caller's); none when `value` cannot be split."""
+        for word in self._words(path, line, value) or []:
+            try:
+                yield expand_specifiers(self.name, word)
+            except ValueError:
+                self.syntax("warning", path, line, f"Failed to resolve unit specifiers in {word}, ignoring: "
+                                                   "Invalid slot")
 
     # -- setting parsers (config_parse_*)
 
@@ -502,37 +523,19 @@ class _Loader:
             if not value:
                 table[key] = []
                 return
-            words = self._words(path, line, value)
-            if words is None:
-                return
-            for word in words:
-                try:
-                    word = expand_specifiers(self.name, word)
-                except ValueError:
-                    self.syntax("warning", path, line, f"Failed to resolve unit specifiers in {word}, ignoring: "
-                                                       "Invalid slot")
-                    continue
+            for word in self._expanded_words(path, line, value):
                 if word not in table[key]:
                     table[key].append(word)
         return setter
 
-    def _type(self, path: str, line: int, key: str, value: str) -> None:
-        if value not in SERVICE_TYPES:
-            self.syntax("warning", path, line, f"Failed to parse service type, ignoring: {value}")
-            return
-        self.service["Type"] = value
-
-    def _restart(self, path: str, line: int, key: str, value: str) -> None:
-        if value not in RESTART_VALUES:
-            self.syntax("warning", path, line, f"Failed to parse service restart specifier, ignoring: {value}")
-            return
-        self.service["Restart"] = value
-
-    def _kill_mode(self, path: str, line: int, key: str, value: str) -> None:
-        if value not in KILL_MODES:
-            self.syntax("warning", path, line, f"Failed to parse kill mode specification, ignoring: {value}")
-            return
-        self.service["KillMode"] = value
+    def _choice_setter(self, choices: tuple[str, ...], what: str) -> Callable[[str, int, str, str], None]:
+        """A [Service] setting that takes one of `choices` (Type=, Restart=, KillMode=); else logged and ignored."""
+        def setter(path: str, line: int, key: str, value: str) -> None:
+            if value not in choices:
+                self.syntax("warning", path, line, f"Failed to parse {what}, ignoring: {value}")
+                return
+            self.service[key] = value
+        return setter
 
     def _bool(self, path: str, line: int, key: str, value: str) -> None:
         try:
@@ -558,17 +561,8 @@ class _Loader:
         if not value:
             self.service["Environment"] = []
             return
-        words = self._words(path, line, value)
-        if words is None:
-            return
         env: list[str] = self.service["Environment"]
-        for word in words:
-            try:
-                word = expand_specifiers(self.name, word)
-            except ValueError:
-                self.syntax("warning", path, line, f"Failed to resolve unit specifiers in {word}, ignoring: "
-                                                   "Invalid slot")
-                continue
+        for word in self._expanded_words(path, line, value):
             if not _env_assignment_is_valid(word):
                 self.syntax("warning", path, line, f"Invalid environment assignment, ignoring: {word}")
                 continue
@@ -601,14 +595,11 @@ class _Loader:
         semicolon = True
         while semicolon:
             semicolon = False
-            try:
-                first, pos = extract_first_word(value, pos)
-            except ValueError:
-                try:
-                    first, pos = extract_first_word(value, pos, relax=True)
-                except ValueError:
-                    self.syntax("err", path, line, f'Unbalanced quoting, ignoring: "{value}"')
-                    return
+            # config_parse_exec() logs no "unknown escape sequences" warning for the first word here.
+            found = self._next_word(path, line, value, pos, warn_escapes=False)
+            if found is None:
+                return
+            first, pos = found
             if first is None:
                 return
             if first == ";":
@@ -659,18 +650,12 @@ class _Loader:
                         pos += 1
                     argv.append(";")
                     continue
-                try:
-                    word, pos = extract_first_word(value, pos)
-                except ValueError:
-                    try:
-                        word, pos = extract_first_word(value, pos, relax=True)
-                    except ValueError:
-                        self.syntax("err", path, line, f'Unbalanced quoting, ignoring: "{value}"')
-                        if not ignore:
-                            raise ParseError("ENOEXEC") from None
-                        return
-                    if word is not None:
-                        self.syntax("warning", path, line, f'Ignoring unknown escape sequences: "{word}"')
+                found = self._next_word(path, line, value, pos)
+                if found is None:
+                    if not ignore:
+                        raise ParseError("ENOEXEC")
+                    return
+                word, pos = found
                 if word is None:
                     break
                 try:

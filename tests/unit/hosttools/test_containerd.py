@@ -8,26 +8,23 @@ from typing import Any
 from tests.unit.hosttools.conftest import Host
 
 CRI = "io.containerd.grpc.v1.cri"
+RUNC_RUNTIME = """  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      SystemdCgroup = true
+"""
 MAIN = """version = 2
 imports = ["conf.d/*.toml"]
 
 [plugins."io.containerd.grpc.v1.cri".containerd]
   default_runtime_name = "runc"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-    runtime_type = "io.containerd.runc.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-      SystemdCgroup = true
-"""
+""" + RUNC_RUNTIME
 # A drop-in must carry the whole CRI section: it replaces the main file's one.
 DROPIN = """version = 2
 
 [plugins."io.containerd.grpc.v1.cri".containerd]
   default_runtime_name = "nvidia"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-    runtime_type = "io.containerd.runc.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-      SystemdCgroup = true
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]
+""" + RUNC_RUNTIME + """  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]
     runtime_type = "io.containerd.runc.v2"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia.options]
       BinaryName = "/usr/bin/nvidia-container-runtime"
