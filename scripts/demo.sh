@@ -37,7 +37,7 @@ botlab -i "$INV" status
 echo; echo "### botlab lab status"
 botlab lab status --dir "$LAB"
 
-echo; echo "### a GPU host over SSH at the address MAAS reports, its host key checked against the one Juju reports"
+echo; echo "### a GPU host over SSH at the address MAAS reports, its host key pinned to the one the lab gave it (from Juju)"
 host=$(botlab --output json lab status --dir "$LAB" | "$BIN/python" -c '
 import json, sys
 hosts = json.load(sys.stdin).get("hosts") or {}

@@ -83,7 +83,8 @@ def gpu_facts(hardware: MachineSpec | None, hostname: str) -> dict[str, Any]:
             "index": index,
             "model": gpus.model,
             "uuid": f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, f'{hostname}.gpu{index}.botlab.invalid')}",
-            "bus_id": f"00000000:{0x17 + index * 0x10 if index < 14 else 0x100 - 2 + index:02X}:00.0",
+            # Eight GPUs per PCI domain, on buses spread as on an 8-GPU board.
+            "bus_id": f"0000{index // 8:04X}:{0x07 + (index % 8) * 0x20:02X}:00.0",
             "memory_mib": memory_gb * 1024 - 1024 // 2,
         })
     facts["driver_version"] = gpus.driver_version
