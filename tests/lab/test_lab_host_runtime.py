@@ -97,6 +97,21 @@ def sh(conn: Connection, command: str) -> tuple[int, str]:
 
 
 DROP_IN = "/etc/systemd/system/docker.service.d/botlab-nvidia.conf"
+RUNTIME = "--add-runtime nvidia=/usr/bin/nvidia-container-runtime"
+
+
+def docker_exec_start(conn: Connection) -> str:
+    """docker.service's ExecStart command line, from `systemctl show` (as botlab reads it)."""
+    code, exec_start = sh(conn, "systemctl show -p ExecStart --value docker")
+    assert code == 0 and "argv[]=/usr/bin/dockerd " in exec_start, exec_start
+    return exec_start.split("argv[]=", 1)[1].split(" ;", 1)[0]
+
+
+def restart_with_drop_in(conn: Connection, exec_start: str) -> tuple[int, str]:
+    """Write the guide's drop-in (the unit's ExecStart, replaced), daemon-reload, restart docker."""
+    drop_in = f"[Service]\nExecStart=\nExecStart={exec_start}\n"
+    sh(conn, f"sudo mkdir -p {os.path.dirname(DROP_IN)} && printf '%s' '{drop_in}' | sudo tee {DROP_IN}")
+    return sh(conn, "sudo systemctl daemon-reload && sudo systemctl restart docker")
 
 
 def test_gpu_worker_waits_for_kubelet_until_docker_runs_with_the_nvidia_runtime(kube: KubeLab) -> None:
@@ -107,27 +122,39 @@ def test_gpu_worker_waits_for_kubelet_until_docker_runs_with_the_nvidia_runtime(
         # The docker charm installed and started docker on the host: runc only.
         code, runtimes = sh(conn, "sudo docker info --format '{{json .Runtimes}}'")
         assert code == 0 and "runc" in runtimes and "nvidia" not in runtimes
-        code, exec_start = sh(conn, "systemctl show -p ExecStart --value docker")
-        assert code == 0 and "argv[]=/usr/bin/dockerd " in exec_start
-        argv = exec_start.split("argv[]=", 1)[1].split(" ;", 1)[0]
+        argv = docker_exec_start(conn)
 
         # The nvidia runtime declared twice: the real dockerd refuses to start, docker is down.
-        runtime = "--add-runtime nvidia=/usr/bin/nvidia-container-runtime"
-        drop_in = f"[Service]\nExecStart=\nExecStart={argv} {runtime} {runtime}\n"
-        sh(conn, f"sudo mkdir -p {os.path.dirname(DROP_IN)} && printf '%s' '{drop_in}' | sudo tee {DROP_IN}")
-        code, out = sh(conn, "sudo systemctl daemon-reload && sudo systemctl restart docker")
+        code, out = restart_with_drop_in(conn, f"{argv} {RUNTIME} {RUNTIME}")
         assert code == 1 and "Job for docker.service failed" in out
         code, journal = sh(conn, "sudo systemctl status docker")
         assert code == 3 and "runtime 'nvidia' was already defined" in journal
         assert workload(kube, "kubernetes-worker-gpu")["kubernetes-worker-gpu/0"][0] == "waiting"
 
         # The guide's way: the unit's ExecStart plus one --add-runtime, in botlab's own drop-in.
-        drop_in = f"[Service]\nExecStart=\nExecStart={argv} {runtime}\n"
-        sh(conn, f"printf '%s' '{drop_in}' | sudo tee {DROP_IN}")
-        code, out = sh(conn, "sudo systemctl daemon-reload && sudo systemctl restart docker"
-                             " && sudo docker info --format '{{json .Runtimes}}'")
+        assert restart_with_drop_in(conn, f"{argv} {RUNTIME}")[0] == 0
+        code, out = sh(conn, "sudo docker info --format '{{json .Runtimes}}'")
         assert code == 0 and "nvidia" in out, out
     deadline = time.monotonic() + 30
     while workload(kube, "kubernetes-worker-gpu") != {"kubernetes-worker-gpu/0": ("active", "Ready")}:
         assert time.monotonic() < deadline, workload(kube, "kubernetes-worker-gpu")
         time.sleep(0.1)
+
+
+def wait_for_workload(lab: KubeLab, unit: str, wanted: tuple[str, str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (now := workload(lab, unit.split("/")[0])[unit]) != wanted:
+        assert time.monotonic() < deadline, f"{unit}: {now}, not {wanted} within {timeout}s"
+        time.sleep(0.1)
+
+
+def test_the_gpu_worker_follows_docker_going_down_and_up(kube: KubeLab) -> None:
+    unit = "kubernetes-worker-gpu/0"
+    with gpu_host(kube) as conn:
+        if workload(kube, "kubernetes-worker-gpu")[unit][0] != "active":  # run alone: register it first
+            assert restart_with_drop_in(conn, f"{docker_exec_start(conn)} {RUNTIME}")[0] == 0
+        wait_for_workload(kube, unit, ("active", "Ready"))
+        assert sh(conn, "sudo systemctl stop docker")[0] == 0
+        wait_for_workload(kube, unit, ("waiting", "Waiting for kubelet to start."))
+        assert sh(conn, "sudo systemctl start docker")[0] == 0
+        wait_for_workload(kube, unit, ("active", "Ready"))

@@ -93,16 +93,34 @@ class HostCharms:
         return done.returncode == 0 and isinstance(runtimes, dict) and "nvidia" in runtimes
 
     def _poll(self) -> None:
+        seen: dict[str, tuple[bytes, bool]] = {}  # hostname -> dockerd state it was last asked in
         while not self._stop.wait(self.poll_s):
             with self._lock:
                 watched = sorted(self._watched)
             changed = False
             for hostname in watched:
-                if self.hosts.host(hostname) is None:
+                host = self.hosts.host(hostname)
+                if host is None:
                     continue
+                # `docker info` runs only when dockerd's state on the host changed (a restart,
+                # a stop, a crash): cheap reads here, a process on the host only then.
+                marker = _dockerd_marker(host)
+                if seen.get(hostname) == marker:
+                    continue
+                seen[hostname] = marker
                 ready = self.docker_has_nvidia(hostname)
                 with self._lock:
                     changed |= self._nvidia.get(hostname) != ready
                     self._nvidia[hostname] = ready
             if changed:
                 units.recheck(self.juju)
+
+
+def _dockerd_marker(host: Host) -> tuple[bytes, bool]:
+    """dockerd's state file on the host and whether the process it names still runs there."""
+    try:
+        text = (host.root / "run/docker/lab-state.json").read_bytes()
+        pid = int(json.loads(text).get("pid", 0))
+    except (OSError, ValueError, AttributeError):
+        return b"", False
+    return text, (host.root / "proc" / str(pid)).exists()
