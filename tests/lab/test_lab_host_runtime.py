@@ -119,6 +119,9 @@ def test_gpu_worker_waits_for_kubelet_until_docker_runs_with_the_nvidia_runtime(
     assert set(workload(kube, "kubernetes-worker-gpu").values()) == {("waiting", "Waiting for kubelet to start.")}
     assert {s for s, _ in workload(kube, "kubernetes-worker").values()} >= {"active"}
     with gpu_host(kube) as conn:
+        # The spec puts the NVIDIA container toolkit on this GPU host.
+        assert sh(conn, "command -v nvidia-ctk nvidia-container-runtime")[1].split() == [
+            "/usr/bin/nvidia-ctk", "/usr/bin/nvidia-container-runtime"]
         # The docker charm installed and started docker on the host: runc only.
         code, runtimes = sh(conn, "sudo docker info --format '{{json .Runtimes}}'")
         assert code == 0 and "runc" in runtimes and "nvidia" not in runtimes

@@ -166,6 +166,8 @@ def test_gpu_tools_show_gpus_only_on_gpu_hosts(kube: KubeLab) -> None:
                 assert len(smi.stdout.splitlines()) == gpus
             else:
                 assert smi.exited == 127  # no driver: no nvidia-smi at all
+            # The spec installs no NVIDIA container toolkit here (test_lab_host_runtime's does).
+            assert sh(conn, "command -v nvidia-ctk nvidia-container-runtime").exited == 1
 
 
 @pytest.fixture
