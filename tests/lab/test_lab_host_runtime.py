@@ -9,11 +9,11 @@ Namespaces need root (CI runs as root); elsewhere these tests skip, saying why."
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fabric import Connection
@@ -60,26 +60,14 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeLab]:
 def workload(lab: KubeLab, unit_prefix: str) -> dict[str, tuple[str, str]]:
     """Unit -> (workload status, message) for units of applications starting with
     `unit_prefix`, from FullStatus through python-libjuju."""
-    from juju.controller import Controller
 
-    async def scenario() -> dict[str, tuple[str, str]]:
-        os.environ["JUJU_DATA"] = lab.info.juju_data
-        controller = Controller()
-        await controller.connect()
-        model = await controller.get_model("alpha-k8s")
-        try:
-            status = await model.get_status()
-            out = {}
-            for name, app in status.applications.items():
-                if name.startswith(unit_prefix):
-                    for unit_name, unit in (app.units or {}).items():
-                        out[unit_name] = (unit.workload_status.status, unit.workload_status.info)
-            return out
-        finally:
-            await model.disconnect()
-            await controller.disconnect()
+    async def work(model: Any) -> dict[str, tuple[str, str]]:
+        status = await model.get_status()
+        return {unit_name: (unit.workload_status.status, unit.workload_status.info)
+                for name, app in status.applications.items() if name.startswith(unit_prefix)
+                for unit_name, unit in (app.units or {}).items()}
 
-    return asyncio.run(scenario())
+    return lab.on_model(work)
 
 
 def gpu_host(lab: KubeLab) -> Connection:

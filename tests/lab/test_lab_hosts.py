@@ -69,23 +69,14 @@ def maas_client_call(info: control.LabInfo, work: Any) -> Any:
 def juju_host_keys(lab: KubeLab, machine_ids: dict[str, str]) -> dict[str, list[str]]:
     """Hostname -> the host keys Juju reports (SSHClient.PublicKeys, through python-libjuju)."""
     from juju.client import client as juju_client
-    from juju.controller import Controller
 
-    async def scenario() -> dict[str, list[str]]:
-        os.environ["JUJU_DATA"] = lab.info.juju_data
-        controller = Controller()
-        await controller.connect()
-        model = await controller.get_model("alpha-k8s")
-        try:
-            facade = juju_client.SSHClientFacade.from_connection(model.connection())
-            hosts = sorted(machine_ids)
-            answer = await facade.PublicKeys(entities=[{"tag": f"machine-{machine_ids[h]}"} for h in hosts])
-            return {h: list(r.public_keys or []) for h, r in zip(hosts, answer.results, strict=True)}
-        finally:
-            await model.disconnect()
-            await controller.disconnect()
+    async def work(model: Any) -> dict[str, list[str]]:
+        facade = juju_client.SSHClientFacade.from_connection(model.connection())
+        hosts = sorted(machine_ids)
+        answer = await facade.PublicKeys(entities=[{"tag": f"machine-{machine_ids[h]}"} for h in hosts])
+        return {h: list(r.public_keys or []) for h, r in zip(hosts, answer.results, strict=True)}
 
-    return asyncio.run(scenario())
+    return lab.on_model(work)
 
 
 def bare(key: str) -> str:

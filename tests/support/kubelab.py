@@ -3,12 +3,14 @@ botlab run in-process through its CLI and the emulators read back through their 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -16,6 +18,8 @@ from botlab.app import Environment
 from botlab.cli import main
 from botlab.lab import control, specs
 from botlab.state import StateStore
+
+T = TypeVar("T")
 
 
 class KubeLab:
@@ -92,6 +96,26 @@ class KubeLab:
 
     def store(self) -> StateStore:
         return StateStore.open_existing(self.inventory.parent / ".botlab")
+
+    def on_model(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """Run `work(model)` on the lab's Kubernetes model through python-libjuju, which finds
+        the controller in the lab's JUJU_DATA folder (this process's environment is left alone)."""
+        from juju.client.jujudata import FileJujuData
+        from juju.controller import Controller
+
+        async def scenario() -> T:
+            data = FileJujuData()
+            data.path = self.info.juju_data
+            controller = Controller(jujudata=data)
+            await controller.connect("botlab-lab")
+            model = await controller.get_model("alpha-k8s")
+            try:
+                return await work(model)
+            finally:
+                await model.disconnect()
+                await controller.disconnect()
+
+        return asyncio.run(scenario())
 
     def stage(self, name: str, doc: dict[str, Any]) -> dict[str, Any]:
         return next(s for s in doc["stages"] if s["stage"] == name)
