@@ -284,3 +284,18 @@ def test_lab_status_lists_each_host_at_its_maas_address(kube: KubeLab) -> None:
     assert {h for h, d in doc["hosts"].items() if d["gpus"]} == {"node-04"}
     assert kube.botlab("lab", "status", "--dir", str(kube.info.dir)) == 0
     assert f"node-04  Deployed     {machines['node-04']['ip_addresses'][0]}" in kube.stdout
+
+
+def test_a_host_that_cannot_boot_fails_the_deployment_and_leaves_nothing(bare_lab: control.LabInfo) -> None:
+    async def work(client: Any) -> Any:
+        machine = next(m for m in await client.machines.list() if m.hostname == "node-01")
+        await machine.deploy(user_data=b"#cloud-config\nssh_keys: [not, a, mapping]\n", wait=False)
+        while machine.status_name in ("Allocated", "Deploying"):
+            await asyncio.sleep(0.02)
+            await machine.refresh()
+        return machine
+
+    machine = maas_client_call(bare_lab, work)
+    assert machine.status_name == "Failed deployment"
+    assert machine.status_message == "Failed to boot the deployed OS: ssh_keys must be a mapping"
+    assert lab_traces(bare_lab)["netns"] == [] and control.hosts_state(bare_lab) == []

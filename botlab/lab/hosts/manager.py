@@ -226,23 +226,22 @@ class HostManager:
         fd = os.open(spec_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(dataclasses.asdict(spec), fh)
-        log = open(self.state_dir / f"{request.hostname}.log", "ab")  # noqa: SIM115 - handed to the child
+        process: subprocess.Popen[bytes] | None = None
         try:
-            process = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{netns}", "unshare", "--mount", "--uts", "--pid", "--fork",
-                 "--kill-child", "--propagation", "private", sys.executable, "-m", "botlab.lab.hosts.boot",
-                 str(spec_file)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
-                preexec_fn=_default_signals,
-            )
-        finally:
-            log.close()
-        try:
+            with open(self.state_dir / f"{request.hostname}.log", "ab") as log:
+                process = subprocess.Popen(
+                    ["nsenter", f"--net=/run/netns/{netns}", "unshare", "--mount", "--uts", "--pid", "--fork",
+                     "--kill-child", "--propagation", "private", sys.executable, "-m", "botlab.lab.hosts.boot",
+                     str(spec_file)],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                    preexec_fn=_default_signals,
+                )
             self._wait_ready(process, request.hostname)
             pid = _only_child(process.pid)
         except Exception:
-            process.kill()
-            process.wait()
+            if process is not None:
+                process.kill()
+                process.wait()
             network.remove_host(netns)
             spec_file.unlink(missing_ok=True)
             raise
