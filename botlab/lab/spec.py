@@ -64,6 +64,14 @@ class GpuSpec:
     toolkit: bool = False  # the NVIDIA container toolkit is already installed on the host
 
 
+def gpu_pci_address(index: int) -> str:
+    """The PCI address (domain:bus:device.function) of a machine's `index`-th GPU: what MAAS's
+    commissioning data (lshw) and the lab host's lspci and nvidia-smi all show for it.
+    Fifteen per PCI domain, on buses 0x17, 0x27 ... 0xf7."""
+    domain, slot = divmod(index, 15)
+    return f"{domain:04x}:{0x17 + slot * 0x10:02x}:00.0"
+
+
 @dataclass(frozen=True)
 class DiskSpec:
     """One physical disk."""

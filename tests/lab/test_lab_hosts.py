@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import urllib.request
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,13 +146,30 @@ def test_hosts_have_a_stock_shell_not_the_build_machines(kube: KubeLab) -> None:
         assert sh(conn, f"ls -A {kube.info.dir}").stdout == ""
 
 
-def test_gpu_tools_show_gpus_only_on_gpu_hosts(kube: KubeLab) -> None:
+def maas_gpu_addresses(info: control.LabInfo) -> dict[str, list[str]]:
+    """Hostname -> PCI addresses of the NVIDIA devices in MAAS's commissioning data (lshw)."""
+
+    async def work(client: Any) -> dict[str, list[str]]:
+        out = {}
+        for machine in await client.machines.list():
+            lshw = ET.fromstring((await machine.get_details())["lshw"])
+            out[machine.hostname] = sorted(n.findtext("businfo", "").removeprefix("pci@")
+                                           for n in lshw.iter("node") if "NVIDIA" in n.findtext("vendor", ""))
+        return out
+
+    return dict(maas_client_call(info, work))
+
+
+def test_gpu_tools_show_gpus_only_on_gpu_hosts_where_maas_saw_them(kube: KubeLab) -> None:
     key = kube.inventory.parent.parent / "keys" / "id_ed25519"
+    in_maas = maas_gpu_addresses(kube.info)
     for hostname, machine in kube.maas_machines().items():
         gpus = 8 if hostname == "node-04" else 0
         with connect(machine["ip_addresses"][0], key) as conn:
             lspci = sh(conn, "lspci").stdout
             assert lspci.count("NVIDIA Corporation") == gpus, hostname
+            on_host = sorted(line.split()[0] for line in sh(conn, "lspci -D -d 10de:").stdout.splitlines())
+            assert len(in_maas[hostname]) == gpus and on_host == in_maas[hostname], hostname
             smi = sh(conn, "nvidia-smi -L")
             if gpus:
                 assert len(smi.stdout.splitlines()) == gpus

@@ -27,7 +27,7 @@ from botlab.lab.hosts import cloudinit, names, network
 from botlab.lab.hosts.network import HostError
 from botlab.lab.hosts.rootfs import HostSpec
 from botlab.lab.maas.hostbackend import BootRequest
-from botlab.lab.spec import LabSpec, MachineSpec
+from botlab.lab.spec import LabSpec, MachineSpec, gpu_pci_address
 
 BOOT_TIMEOUT_S = 30.0
 
@@ -84,8 +84,7 @@ def gpu_facts(hardware: MachineSpec | None, hostname: str) -> dict[str, Any]:
             "index": index,
             "model": gpus.model,
             "uuid": f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, f'{hostname}.gpu{index}.botlab.invalid')}",
-            # Eight GPUs per PCI domain, on buses spread as on an 8-GPU board.
-            "bus_id": f"0000{index // 8:04X}:{0x07 + (index % 8) * 0x20:02X}:00.0",
+            "bus_id": "0000" + gpu_pci_address(index).upper(),  # nvidia-smi's form of what MAAS shows
             "memory_mib": memory_gb * 1024 - 1024 // 2,
         })
     facts["driver_version"] = gpus.driver_version

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 import bson
 
 from botlab.lab.maas.model import Machine
+from botlab.lab.spec import gpu_pci_address
 
 _UNKNOWN = "Unknown"
 
@@ -113,7 +114,7 @@ def lshw_xml(m: Machine) -> bytes:
     )
     _text(vga, "logicalname", "/dev/fb0")
     for i in range(hw.gpus.count):
-        bus = 0x17 + i * 0x10
+        address = gpu_pci_address(i)
         gpu = _node(
             pci,
             f"display:{i + 1}",
@@ -121,8 +122,8 @@ def lshw_xml(m: Machine) -> bytes:
             description="3D controller",
             product=hw.gpus.model,
             vendor=hw.gpus.vendor,
-            businfo=f"pci@0000:{bus:02x}:00.0",
-            handle=f"PCI:0000:{bus:02x}:00.0",
+            businfo=f"pci@{address}",
+            handle=f"PCI:{address}",
         )
         ET.SubElement(
             ET.SubElement(gpu, "configuration"),
