@@ -7,16 +7,8 @@ import binascii
 import hashlib
 import struct
 
-KEY_TYPES = (
-    "ssh-rsa",
-    "ssh-dss",
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-)
+from botlab.lab.openssh import KEY_TYPES
+
 # Comments of keys Juju manages itself: hidden from ListKeys, never added or deleted by users.
 JUJU_KEY_COMMENTS = ("juju-client-key", "juju-system-key")
 

@@ -27,6 +27,7 @@ from botlab.lab.maas.forms import Params
 from botlab.lab.maas.hostbackend import BootRequest, HostBackend
 from botlab.lab.maas.oauth import ApiKey
 from botlab.lab.maas.status import COMMISSIONABLE, POWERED_ON, RELEASABLE, Status
+from botlab.lab.openssh import KEY_TYPES
 from botlab.lab.spec import MAC_RE, LabSpec, MachineSpec
 
 ARCHITECTURES = ("amd64/generic", "arm64/generic", "i386/generic", "ppc64el/generic", "s390x/generic")
@@ -57,16 +58,6 @@ POWER_TYPES = (
     "nova",
 )
 HWE_KERNELS = {"focal": "ga-20.04", "jammy": "ga-22.04", "noble": "ga-24.04"}
-SSH_KEY_TYPES = (
-    "ssh-rsa",
-    "ssh-dss",
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-)
 TAG_NAME_RE = re.compile(r"^[\w-]+$")
 HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 # Allocation constraints the emulator cannot evaluate: asking for them is an error, not a no-op.
@@ -902,7 +893,7 @@ class MaasModel:
     def add_ssh_key(self, key: str) -> SshKey:
         text = key.strip()
         parts = text.split()
-        if len(parts) < 2 or parts[0] not in SSH_KEY_TYPES or not _is_base64(parts[1]):
+        if len(parts) < 2 or parts[0] not in KEY_TYPES or not _is_base64(parts[1]):
             raise invalid("key", "Invalid SSH public key.")
         for existing in self.ssh_keys:
             if existing.key.split()[:2] == parts[:2]:
