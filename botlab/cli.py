@@ -309,8 +309,9 @@ def lab_status(opts: Options, lab_dir: str) -> None:
     if info is None or not info.alive:
         opts.emit("no lab running in " + lab_dir, {"running": False})
         return
-    states = control.machine_states(info)
-    hosts = {h["hostname"]: h for h in control.hosts_state(info)} if info.hosts else {}
+    state = control.read_state(info)
+    states = control.machine_states(state)
+    hosts = {h["hostname"]: h for h in control.hosts_state(state)}
     rows = [[h, s, hosts[h]["address"] if h in hosts else "-"] for h, s in sorted(states.items())]
     opts.emit(
         f"lab '{info.name}' running (pid {info.pid}); MAAS at {info.maas_url},"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,17 +131,17 @@ def sweep_hosts(lab_dir: Path) -> list[str]:
     return removed
 
 
-def hosts_state(info: LabInfo) -> list[dict[str, Any]]:
-    """The running lab hosts (hostname, address, host keys ...) from the control API."""
+def read_state(info: LabInfo) -> dict[str, Any]:
+    """The MAAS emulator's `/_lab/state` document (loopback only): machines, hosts ..."""
     with urllib.request.urlopen(info.control_url + "state", timeout=5) as answer:
-        return list(json.loads(answer.read()).get("hosts") or [])
+        return dict(json.loads(answer.read()))
 
 
-def machine_states(info: LabInfo) -> dict[str, str]:
-    """Hostname -> MAAS status name, from the emulator's control API (loopback only)."""
-    with urllib.request.urlopen(info.control_url + "state", timeout=5) as answer:
-        state = json.loads(answer.read())
-    machines = state.get("machines", [])
-    if isinstance(machines, dict):
-        machines = list(machines.values())
-    return {str(m.get("hostname")): str(m.get("status_name", m.get("status"))) for m in machines}
+def machine_states(state: Mapping[str, Any]) -> dict[str, str]:
+    """Hostname -> MAAS status name, from a `read_state` document."""
+    return {str(m["hostname"]): str(m["status_name"]) for m in state.get("machines") or []}
+
+
+def hosts_state(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The running lab hosts (hostname, address, host keys ...) from a `read_state` document."""
+    return list(state.get("hosts") or [])

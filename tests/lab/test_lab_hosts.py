@@ -224,7 +224,7 @@ def test_release_and_redeploy_gives_a_clean_host_with_a_new_host_key(bare_lab: c
     with connect(again, key) as conn:
         assert presented_key(conn) != first_key
         assert sh(conn, "ls ~/left-behind").exited == 2
-    hosts = {h["hostname"]: h for h in control.hosts_state(bare_lab)}
+    hosts = {h["hostname"]: h for h in control.hosts_state(control.read_state(bare_lab))}
     assert bare(hosts["node-01"]["host_keys"][0]) != first_key.split()[1]
     assert hosts["node-01"]["address"] == again
 
@@ -234,7 +234,7 @@ def lab_traces(info: control.LabInfo) -> dict[str, Any]:
     lab = names.lab_id(info.dir)
     pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     mount_ns = set()
-    for host in control.hosts_state(info) if info.alive else []:
+    for host in control.hosts_state(control.read_state(info)) if info.alive else []:
         mount_ns.add(os.readlink(f"/proc/{host['pid']}/ns/mnt"))
     return {
         "netns": [n for n in namespaces() if n.startswith(names.netns_prefix(lab))],
@@ -316,4 +316,4 @@ def test_a_host_that_cannot_boot_fails_the_deployment_and_leaves_nothing(bare_la
     machine = maas_client_call(bare_lab, work)
     assert machine.status_name == "Failed deployment"
     assert machine.status_message == "Failed to boot the deployed OS: ssh_keys must be a mapping"
-    assert lab_traces(bare_lab)["netns"] == [] and control.hosts_state(bare_lab) == []
+    assert lab_traces(bare_lab)["netns"] == [] and control.hosts_state(control.read_state(bare_lab)) == []

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import IO
 
 from botlab.lab.hosts.rootfs import HostSpec, prepare
 
@@ -91,9 +92,9 @@ def start_sshd() -> subprocess.Popen[str]:
     return sshd
 
 
-def _drain(stream: object, log: object) -> None:
-    for line in stream:  # type: ignore[attr-defined]
-        log.write(line)  # type: ignore[attr-defined]
+def _drain(stream: IO[str], log: IO[str]) -> None:
+    for line in stream:
+        log.write(line)
 
 
 def boot(spec: HostSpec) -> subprocess.Popen[str]:

@@ -18,6 +18,7 @@ from botlab.lab.juju import catalogue, units
 
 if TYPE_CHECKING:
     from botlab.lab.juju import JujuEmulator
+    from botlab.lab.juju.state import ModelState
 
 # charm -> (host package, systemd unit) its install hook sets up
 RUNTIME_CHARMS = {"containerd": ("containerd", "containerd.service"), "docker": ("docker.io", "docker.service")}
@@ -53,8 +54,9 @@ class HostCharms:
         if self._poller.is_alive():
             self._poller.join()
 
-    def _ours(self, model: object, hostname: str) -> Host | None:
-        if model not in self.juju.state.models.values():
+    def _ours(self, model: ModelState, hostname: str) -> Host | None:
+        # One lookup by key: hook handlers run in worker threads while the loop changes models.
+        if self.juju.state.models.get(model.uuid) is not model:
             return None  # another emulator's model, in the same process
         return self.hosts.host(hostname) if hostname else None
 

@@ -177,7 +177,8 @@ class HostManager:
             return sorted(self._hosts.values(), key=lambda h: h.hostname)
 
     def host(self, hostname: str) -> Host | None:
-        return next((h for h in self.hosts() if h.hostname == hostname), None)
+        with self._lock:
+            return next((h for h in self._hosts.values() if h.hostname == hostname), None)
 
     def run(self, hostname: str, argv: Sequence[str], *, input: str | None = None,
             timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -84,8 +84,7 @@ def _default_user(root: Path, spec: HostSpec) -> int:
     uid = next(n for n in range(1000, 60000) if n not in used)
     name = spec.default_user
     _write(root, "/etc/passwd", "\n".join([*passwd, f"{name}:x:{uid}:{uid}:{name}:/home/{name}:/bin/bash"]) + "\n")
-    groups = [f"{line},{name}" if line.startswith("sudo:") and not line.endswith(":") else
-              f"{line}{name}" if line.startswith("sudo:") else line for line in groups]
+    groups = [_add_member(line, name) if line.startswith("sudo:") else line for line in groups]
     _write(root, "/etc/group", "\n".join([*groups, f"{name}:x:{uid}:"]) + "\n")
     shadow = (root / "etc/shadow").read_text().splitlines()
     # "*": no password, yet not locked, so public-key logins work with UsePAM off.
@@ -93,6 +92,11 @@ def _default_user(root: Path, spec: HostSpec) -> int:
     _write(root, "/etc/sudoers.d/90-cloud-init-users", f"# Created by cloud-init\n{name} ALL=(ALL) NOPASSWD:ALL\n",
            0o440)
     return uid
+
+
+def _add_member(group_line: str, user: str) -> str:
+    """An /etc/group line with `user` added to its member list (the last field)."""
+    return f"{group_line}{user}" if group_line.endswith(":") else f"{group_line},{user}"
 
 
 def _home(root: Path, home: Path, uid: int, gid: int, authorized_keys: list[str]) -> None:
