@@ -102,6 +102,13 @@ def restart_with_drop_in(conn: Connection, exec_start: str) -> tuple[int, str]:
     return sh(conn, "sudo systemctl daemon-reload && sudo systemctl restart docker")
 
 
+def wait_for_workload(lab: KubeLab, unit: str, wanted: tuple[str, str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (now := workload(lab, unit.split("/")[0])[unit]) != wanted:
+        assert time.monotonic() < deadline, f"{unit}: {now}, not {wanted} within {timeout}s"
+        time.sleep(0.1)
+
+
 def test_gpu_worker_waits_for_kubelet_until_docker_runs_with_the_nvidia_runtime(kube: KubeLab) -> None:
     # botlab's kubernetes stage settled with the GPU worker waiting, as it should with docker.
     assert set(workload(kube, "kubernetes-worker-gpu").values()) == {("waiting", "Waiting for kubelet to start.")}
@@ -126,17 +133,8 @@ def test_gpu_worker_waits_for_kubelet_until_docker_runs_with_the_nvidia_runtime(
         assert restart_with_drop_in(conn, f"{argv} {RUNTIME}")[0] == 0
         code, out = sh(conn, "sudo docker info --format '{{json .Runtimes}}'")
         assert code == 0 and "nvidia" in out, out
-    deadline = time.monotonic() + 30
-    while workload(kube, "kubernetes-worker-gpu") != {"kubernetes-worker-gpu/0": ("active", "Ready")}:
-        assert time.monotonic() < deadline, workload(kube, "kubernetes-worker-gpu")
-        time.sleep(0.1)
-
-
-def wait_for_workload(lab: KubeLab, unit: str, wanted: tuple[str, str], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while (now := workload(lab, unit.split("/")[0])[unit]) != wanted:
-        assert time.monotonic() < deadline, f"{unit}: {now}, not {wanted} within {timeout}s"
-        time.sleep(0.1)
+    wait_for_workload(kube, "kubernetes-worker-gpu/0", ("active", "Ready"))
+    assert set(workload(kube, "kubernetes-worker-gpu")) == {"kubernetes-worker-gpu/0"}
 
 
 def test_the_gpu_worker_follows_docker_going_down_and_up(kube: KubeLab) -> None:
