@@ -5,10 +5,8 @@ emulator (what libjuju asks Charmhub itself)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,7 +24,7 @@ from botlab.lab.juju import JujuEmulator, catalogue, units
 from botlab.lab.juju.charmhub import CharmhubEmulator, run_charmhub
 from botlab.lab.maas import MaasEmulator, run_maas
 from botlab.lab.spec import LabSpec, Timings, generate_spec
-from tests.lab.conftest import control_call, eventually, run, wait_until_ready
+from tests.lab.conftest import control_call, eventually, run, wait_for, wait_until_ready
 from tests.support.libjuju import fresh_model
 
 pytestmark = pytest.mark.lab
@@ -327,10 +325,7 @@ def test_a_unit_hook_error_shows_in_full_status_and_is_resolved(
                 unit = status.applications["botlab-test"].units.get("botlab-test/0")
                 return bool(unit and unit.workload_status.status == "error")
 
-            deadline = time.monotonic() + WAIT
-            while not await errored():
-                assert time.monotonic() < deadline, "the unit never showed the hook error"
-                await asyncio.sleep(0.05)
+            await wait_for(errored, bool, timeout=WAIT)  # the unit shows the hook error
             status = await model.get_status()
             unit_status = status.applications["botlab-test"].units["botlab-test/0"]
             assert unit_status.workload_status.info == 'hook failed: "install"'
@@ -534,10 +529,7 @@ def test_a_charmed_kubernetes_bundle_deploys_settles_and_goes_with_its_model(
             ("Application", "Expose"), ("Annotations", "Set"), ("Resources", "AddPendingResources")} <= set(rpc)
     removed = [e["application"] for e in events if e["kind"] == "application-removed" and e.get("model") == "ck"]
     assert sorted(removed) == sorted(yaml.safe_load(CK_BUNDLE)["applications"])
-    deadline = time.monotonic() + WAIT  # the model's machines go back to MAAS
-    while any(m["status_name"] != "Ready" for m in maas.state()["machines"]):
-        assert time.monotonic() < deadline, f"MAAS nodes not released: {maas.state()['machines']}"
-        time.sleep(0.02)
+    wait_until_ready(maas, WAIT)  # the model's machines go back to MAAS
 
 
 # --- removing ----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 from botlab.lab.juju import catalogue, errors
 from botlab.lab.juju.appstate import ZERO_TIME, Action, Operation, Unit, World, log_event, world_of
 from botlab.lab.juju.catalogue import ActionFailed, ActionRun
-from botlab.lab.juju.errors import JujuApiError, bulk, error_result
+from botlab.lab.juju.errors import bulk
 from botlab.lab.juju.facades import CallContext, facade_method
 from botlab.lab.juju.state import ModelState, iso_time
 
@@ -43,9 +43,9 @@ def _time(t: float | None) -> str:
     return iso_time(t) if t else ZERO_TIME
 
 
-def action_result(action: Action, error: JujuApiError | None = None) -> dict[str, Any]:
+def action_result(action: Action) -> dict[str, Any]:
     """params.ActionResult."""
-    out: dict[str, Any] = {
+    return {
         "action": {"tag": action.tag, "receiver": "unit-" + action.receiver.replace("/", "-"), "name": action.name,
                    "parameters": dict(action.parameters)},
         "status": action.status,
@@ -56,9 +56,6 @@ def action_result(action: Action, error: JujuApiError | None = None) -> dict[str
         "completed": _time(action.completed),
         "log": list(action.log),
     }
-    if error is not None:
-        out["error"] = error_result(error)
-    return out
 
 
 def _validate(spec: catalogue.ActionSpec, params: dict[str, Any]) -> dict[str, Any]:
@@ -253,12 +250,8 @@ async def applications_charms_actions(ctx: CallContext, params: dict[str, Any]) 
 
 def _related(w: World, unit: Unit) -> dict[str, tuple[tuple[str, str], ...]]:
     out: dict[str, list[tuple[str, str]]] = {}
-    for rel in w.relations_of(unit.app.name):
-        ep = rel.endpoint_of(unit.app.name)
-        far = rel.other(unit.app.name)
-        if ep is None or far is None:
-            continue
-        app = w.apps.get(far[0])
+    for _rel, ep, far in w.ends_of(unit.app.name):
+        app = w.apps.get(far)
         for other in app.alive_units() if app is not None else []:
             if other.installed and other is not unit:
                 out.setdefault(ep.name, []).append((other.name, other.public_address))

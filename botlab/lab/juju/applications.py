@@ -17,15 +17,15 @@ from typing import Any
 
 import yaml
 
-from botlab.lab.juju import actions, catalogue, charms, errors, relations, resources, units
+from botlab.lab.juju import actions, catalogue, charms, errors, machines, relations, resources, units
 from botlab.lab.juju.appstate import (
     App,
     World,
     application_status,
     base_api,
+    existing_world,
     log_event,
     relation_status,
-    world,
     world_of,
 )
 from botlab.lab.juju.catalogue import Charm, OptionError
@@ -249,13 +249,6 @@ async def deploy_from_repository(ctx: CallContext, params: dict[str, Any]) -> di
 # --- reading and changing ------------------------------------------------------------------------
 
 
-def _app_from_tag(w: World, tag: Any) -> App:
-    text = str(tag or "")
-    if not text.startswith("application-"):
-        raise errors.not_valid(f'"{text}" is not a valid application tag')
-    return w.app(text[len("application-"):])
-
-
 @facade_method("Application", (17, 19, 20), "Get", mutating=False)
 async def get(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
@@ -306,7 +299,7 @@ async def _config_results(ctx: CallContext, params: dict[str, Any]) -> dict[str,
 
     def one(item: Any) -> dict[str, Any]:
         item = item or {}
-        app = w.app(str(item["application"])) if item.get("application") else _app_from_tag(w, item.get("tag"))
+        app = w.app(str(item["application"])) if item.get("application") else w.app_by_tag(str(item.get("tag") or ""))
         return {"config": describe_config(app)}
 
     return bulk(params.get("entities") or params.get("args") or [], one,
@@ -374,7 +367,7 @@ async def set_constraints(ctx: CallContext, params: dict[str, Any]) -> None:
 async def get_constraints(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     w = world_of(ctx)
     return bulk(params.get("entities") or [],
-                lambda item: {"constraints": dict(_app_from_tag(w, (item or {}).get("tag")).constraints)},
+                lambda item: {"constraints": dict(w.app_by_tag(str((item or {}).get("tag") or "")).constraints)},
                 lambda _item, error: {"constraints": {}, "error": error})
 
 
@@ -383,7 +376,7 @@ async def applications_info(ctx: CallContext, params: dict[str, Any]) -> dict[st
     w = world_of(ctx)
 
     def one(item: Any) -> dict[str, Any]:
-        app = _app_from_tag(w, (item or {}).get("tag"))
+        app = w.app_by_tag(str((item or {}).get("tag") or ""))
         return {"result": {
             "tag": app.tag, "charm": app.charm.name, "base": base_api(app.base), "channel": app.channel,
             "constraints": dict(app.constraints), "principal": not app.subordinate, "exposed": app.exposed,
@@ -418,10 +411,8 @@ def maybe_remove(w: World, app: App) -> None:
     w.event("application-removed", application=app.name)
 
 
-def destroy_application(w: World, app: App) -> list[str]:
-    """Make it dying; its units run their stop hooks and go, then it goes. Returns the
-    units destroyed."""
-    destroyed = [u.name for u in app.units.values() if u.life == "alive"]
+def destroy_application(w: World, app: App) -> None:
+    """Make it dying; its units run their stop hooks and go, then it goes."""
     if app.life == "alive":
         app.life = "dying"
         w.publish_app(app)
@@ -429,7 +420,6 @@ def destroy_application(w: World, app: App) -> list[str]:
     for unit in list(app.units.values()):
         units.kill_unit(w, unit)
     maybe_remove(w, app)
-    return destroyed
 
 
 @facade_method("Application", (17, 19, 20), "DestroyApplication", mutating=True)
@@ -438,7 +428,7 @@ async def destroy_application_call(ctx: CallContext, params: dict[str, Any]) -> 
 
     def one(item: Any) -> dict[str, Any]:
         item = item or {}
-        app = _app_from_tag(w, item.get("application-tag"))
+        app = w.app_by_tag(str(item.get("application-tag") or ""))
         names = [u.name for u in app.units.values() if u.life == "alive"]
         if not item.get("dry-run"):
             destroy_application(w, app)
@@ -456,8 +446,8 @@ async def destroy_application_call(ctx: CallContext, params: dict[str, Any]) -> 
 @destroy_hook
 async def remove_model_applications(controller: ControllerState, model: ModelState) -> None:
     """A model being destroyed takes its applications, units and relations with it."""
-    found = model.ext.get("applications")
-    if not isinstance(found, World):
+    found = existing_world(model)
+    if found is None:
         return
     for app in list(found.apps.values()):
         if app.life == "alive":
@@ -468,15 +458,7 @@ async def remove_model_applications(controller: ControllerState, model: ModelSta
         maybe_remove(found, app)
 
 
-def _register_machine_hook() -> None:
-    try:
-        from botlab.lab.juju import machines
-    except ImportError:  # the machines part is not there: units then cannot be placed either
-        return
-    machines.machine_removal_hook(units.remove_units_on_machine)
-
-
-_register_machine_hook()
+machines.machine_removal_hook(units.remove_units_on_machine)
 
 
 # --- FullStatus ----------------------------------------------------------------------------------
@@ -485,16 +467,11 @@ _register_machine_hook()
 @status_contributor
 def applications_status(ctx: CallContext, status: dict[str, Any]) -> None:
     """Client.FullStatus's `applications` and `relations`."""
-    found = ctx.model.ext.get("applications")
-    if not isinstance(found, World):
+    found = existing_world(ctx.model)
+    if found is None:
         return
     for name, app in sorted(found.apps.items()):
         if app.life != "dead":
             status["applications"][name] = application_status(found, app)
     status["relations"].extend(relation_status(found, rel) for _id, rel in sorted(found.relations.items())
                                if rel.life == "alive")
-
-
-def applications_of(controller: ControllerState, model: ModelState) -> World:
-    """The model's applications (for tools and tests, on the emulator's loop)."""
-    return world(controller, model)

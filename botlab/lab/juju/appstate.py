@@ -82,7 +82,6 @@ class Unit:
     public_address: str = ""
     private_address: str = ""
     workload_version: str = ""
-    ports: list[dict[str, Any]] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     resolved: asyncio.Event = field(default_factory=asyncio.Event)
     retry_hook: bool = True  # how the last resolve asked: re-run the hook, or skip it
@@ -147,12 +146,6 @@ class App:
         out = {n: o.default for n, o in self.charm.options.items() if o.default is not None}
         out.update(self.config)
         return out
-
-    def endpoint(self, name: str) -> Endpoint:
-        for ep in self.charm.endpoints:
-            if ep.name == name:
-                return ep
-        raise errors.not_found(f'application "{self.name}" has no "{name}" relation')
 
 
 @dataclass
@@ -273,8 +266,23 @@ class World:
                 out.append(rel)
         return out
 
+    def ends_of(self, app: str) -> list[tuple[Relation, Endpoint, str]]:
+        """(relation, `app`'s endpoint, the far application) for each alive relation of `app`;
+        a peer relation's far application is `app` itself."""
+        out = []
+        for rel in self.relations.values():
+            if rel.life != "alive":
+                continue
+            ep = rel.endpoint_of(app)
+            far = rel.other(app)
+            if ep is not None and far is not None:
+                out.append((rel, ep, far[0]))
+        return out
+
     def subordinates_of(self, principal: str) -> list[Unit]:
-        return [u for u in self.units() if u.principal == principal and u.life == "alive"]
+        """The principal's alive subordinate units (subordinate applications only are scanned)."""
+        return [u for app in self.apps.values() if app.subordinate for _, u in sorted(app.units.items())
+                if u.principal == principal and u.life == "alive"]
 
     def next_id(self) -> str:
         self.next_task += 1
@@ -316,7 +324,7 @@ class World:
             "private-address": unit.private_address,
             "machine-id": unit.machine_id,
             "ports": [],
-            "port-ranges": list(unit.ports),
+            "port-ranges": [],
             "principal": unit.principal,
             "subordinate": unit.subordinate,
             "workload-status": shown_workload(unit).info(),
@@ -355,10 +363,16 @@ class World:
         })
 
 
+def existing_world(model: ModelState) -> World | None:
+    """The model's World if anything made it yet (None: it never had applications)."""
+    found = model.ext.get(WORLD_KEY)
+    return found if isinstance(found, World) else None
+
+
 def world(controller: ControllerState, model: ModelState) -> World:
     """The model's World (made on first use)."""
-    found = model.ext.get(WORLD_KEY)
-    if not isinstance(found, World):
+    found = existing_world(model)
+    if found is None:
         found = model.ext[WORLD_KEY] = World(controller, model)
     return found
 
@@ -388,10 +402,8 @@ def shown_agent(unit: Unit) -> Status:
 
 
 def derived_status(app: App) -> Status:
-    """The application's status: what its charm set, else the most severe unit workload
-    status (status.DeriveStatus)."""
-    if app.status.current != "unset":
-        return app.status
+    """The application's status: the most severe unit workload status (status.DeriveStatus;
+    the emulated charms never set an application status, so `app.status` stays "unset")."""
     units = app.alive_units()
     best: Status | None = None
     for unit in units:
@@ -440,18 +452,14 @@ def application_status(w: World, app: App) -> dict[str, Any]:
     """params.ApplicationStatus."""
     relations: dict[str, list[str]] = {}
     subordinate_to: set[str] = set()
-    for rel in w.relations_of(app.name):
-        ep = rel.endpoint_of(app.name)
-        far = rel.other(app.name)
-        if ep is None or far is None:
-            continue
+    for rel, ep, far in w.ends_of(app.name):
         relations.setdefault(ep.name, [])
-        if far[0] not in relations[ep.name]:
-            relations[ep.name].append(far[0])
+        if far not in relations[ep.name]:
+            relations[ep.name].append(far)
         if app.subordinate and rel.scope == "container" and not rel.is_peer:
-            other = w.apps.get(far[0])
+            other = w.apps.get(far)
             if other is not None and not other.subordinate:
-                subordinate_to.add(far[0])
+                subordinate_to.add(far)
     life = "" if app.life == "alive" else app.life
     units = {} if app.subordinate else {u.name: unit_status(w, u) for u in app.alive_units()}
     return {

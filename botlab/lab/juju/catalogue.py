@@ -30,25 +30,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
+from botlab.lab.juju.bundle_base import RISKS, SERIES_VERSIONS
 from botlab.lab.juju.charmdata import CHARMS
 
 if TYPE_CHECKING:
     from botlab.lab.juju.state import ControllerState, ModelState
     from botlab.lab.spec import LabSpec
 
-# Ubuntu bases Juju 3.6 knows (core/base), as series.
-SERIES = {
-    "ubuntu@16.04": "xenial",
-    "ubuntu@18.04": "bionic",
-    "ubuntu@20.04": "focal",
-    "ubuntu@22.04": "jammy",
-    "ubuntu@23.10": "mantic",
-    "ubuntu@24.04": "noble",
-    "ubuntu@24.10": "oracular",
-}
+# Ubuntu bases Juju 3.6 knows (core/base), as series: "ubuntu@22.04" -> "jammy".
+SERIES = {f"ubuntu@{SERIES_VERSIONS[s]}": s for s in ("xenial", "bionic", "focal", "jammy", "mantic", "noble",
+                                                      "oracular")}
 SERIES_BASE = {v: k for k, v in SERIES.items()}
 ARCHES = ("amd64", "arm64", "ppc64el", "riscv64", "s390x")
-RISKS = ("stable", "candidate", "beta", "edge")
 
 
 def normalize_base(text: str) -> str:

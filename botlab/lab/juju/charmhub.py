@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from botlab.lab.juju import catalogue
+from botlab.lab.juju.appstate import base_api
 from botlab.lab.juju.catalogue import Charm
 from botlab.lab.thread import AppThread, StartStop
 
@@ -35,7 +36,7 @@ DEFAULT_CHANNEL = "latest/stable"
 
 
 def _platforms(charm: Charm) -> list[dict[str, str]]:
-    return [{"name": b.split("@")[0], "channel": b.split("@")[1], "architecture": "amd64"} for b in charm.bases]
+    return [{**base_api(b), "architecture": "amd64"} for b in charm.bases]
 
 
 def _revision(charm: Charm, revision: int) -> dict[str, Any]:
@@ -58,9 +59,8 @@ def _resources(charm: Charm) -> list[dict[str, Any]]:
 
 def _channel(charm: Charm, name: str) -> dict[str, Any]:
     track, risk = catalogue.parse_channel(name)
-    first = charm.bases[-1].split("@")
     return {"name": f"{track}/{risk}", "track": track, "risk": risk, "released-at": RELEASED_AT,
-            "base": {"name": first[0], "channel": first[1], "architecture": "amd64"}}
+            "base": {**base_api(charm.bases[-1]), "architecture": "amd64"}}
 
 
 def charm_info(charm: Charm, channel: str | None = None) -> dict[str, Any]:

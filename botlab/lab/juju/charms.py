@@ -13,8 +13,8 @@ as the raw field libjuju reads (see `_check_resolve`).
 Bundle changes: Juju 3.3 to 3.6 put `series` next to `base` in the arguments of addCharm,
 deploy and addMachines changes ("for backwards compatibility", juju/juju#15725); only Juju
 4.0 dropped them, bumping the Bundle facade (juju/juju#15916). libjuju 3.6.1.3's
-AddMachineChange reads only `series`, so the emulated 3.6 controller adds it here, derived
-from the change's base as Juju does.
+AddMachineChange reads only `series`, so the emulated 3.6 controller adds it (`add_series`,
+which model.py's GetChangesMapArgs applies), derived from the change's base as Juju does.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import Any
 from botlab.lab.juju import catalogue, check, errors
 from botlab.lab.juju.appstate import World, base_api, log_event, world_of
 from botlab.lab.juju.catalogue import Charm
+from botlab.lab.juju.controller import DEFAULT_BASE
 from botlab.lab.juju.errors import bulk
 from botlab.lab.juju.facades import CallContext, facade_method
 
 DEFAULT_ARCH = "amd64"
-DEFAULT_BASE = "ubuntu@24.04"  # Juju 3.6's default workload base
 
 
 def charm_for(name: str) -> Charm:
@@ -63,7 +63,6 @@ def choose_base(w: World, charm: Charm, requested: str = "") -> str:
 def resolved_origin(charm: Charm, channel: str, revision: int, base: str, arch: str = DEFAULT_ARCH) -> dict[str, Any]:
     """params.CharmOrigin of a resolved charmhub charm."""
     track, risk = catalogue.parse_channel(channel)
-    name, _, version = base.partition("@")
     return {
         "source": "charm-hub",
         "type": "charm",
@@ -73,13 +72,19 @@ def resolved_origin(charm: Charm, channel: str, revision: int, base: str, arch: 
         "risk": risk,
         "track": track,
         "architecture": arch,
-        "base": {"name": name, "channel": version},
+        "base": base_api(base),
         "instance-key": "",
     }
 
 
 def _revision(raw: Any) -> int | None:
     return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else None
+
+
+def _url_revision(url: str) -> int | None:
+    """The revision at the end of a charm URL ("ch:amd64/jammy/etcd-760" -> 760), if any."""
+    tail = url.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
 
 
 def _channel_of(origin: dict[str, Any]) -> str:
@@ -150,8 +155,7 @@ async def add_charm(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     charm = charm_for(catalogue.charm_name(url))
     revision = _revision(origin.get("revision"))
     if revision is None:
-        tail = url.rsplit("-", 1)[-1]
-        revision = int(tail) if tail.isdigit() else None
+        revision = _url_revision(url)
     try:
         channel, revision = charm.resolve(_channel_of(origin), revision)
     except KeyError as exc:
@@ -171,9 +175,9 @@ def lookup_added(w: World, url: str) -> dict[str, Any]:
     if found is not None:
         return found
     name = catalogue.charm_name(url)
-    tail = url.rsplit("-", 1)[-1]
+    revision = _url_revision(url)
     for known, entry in w.charms.items():
-        if catalogue.charm_name(known) == name and (not tail.isdigit() or int(tail) == entry["revision"]):
+        if catalogue.charm_name(known) == name and (revision is None or revision == entry["revision"]):
             return entry
     raise errors.not_found(f'charm "{url}" not found')
 
@@ -207,8 +211,7 @@ def charm_info(charm: Charm, url: str, revision: int) -> dict[str, Any]:
         "meta": meta,
         "actions": {"specs": {n: {"description": a.description, "params": a.schema()}
                               for n, a in charm.actions.items()}},
-        "manifest": {"bases": [{"name": b.split("@")[0], "channel": b.split("@")[1], "architectures": [DEFAULT_ARCH]}
-                               for b in charm.bases]},
+        "manifest": {"bases": [{**base_api(b), "architectures": [DEFAULT_ARCH]} for b in charm.bases]},
     }
 
 
@@ -274,19 +277,3 @@ def add_series(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if series:
                 args["series"] = series
     return changes
-
-
-def _install_bundle_series() -> None:
-    from botlab.lab.juju import model as model_facades  # registers the original handler
-
-    original = model_facades.get_changes_map_args
-
-    @facade_method("Bundle", 6, "GetChangesMapArgs", mutating=False, replace=True)
-    async def get_changes_map_args(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-        """The change list (bundlechanges.py) with the series Juju 3.6 sends too."""
-        reply = await original(ctx, params) or {}
-        add_series(reply.get("changes") or [])
-        return reply
-
-
-_install_bundle_series()

@@ -338,7 +338,8 @@ async def annotations_set(ctx: CallContext, params: dict[str, Any]) -> dict[str,
 
 @facade_method("Bundle", 6, "GetChangesMapArgs", mutating=False)
 async def get_changes_map_args(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
-    """The change list the controller computes for a bundle (botlab.lab.juju.bundlechanges)."""
+    """The change list the controller computes for a bundle (botlab.lab.juju.bundlechanges),
+    with the `series` Juju 3.6 keeps next to `base` (charms.add_series)."""
     try:
         module = importlib.import_module("botlab.lab.juju.bundlechanges")
     except ImportError as exc:
@@ -349,4 +350,5 @@ async def get_changes_map_args(ctx: CallContext, params: dict[str, Any]) -> dict
         )
     except module.BundleChangesError as exc:  # Juju answers these as an API error
         raise JujuApiError(str(exc)) from None
+    importlib.import_module("botlab.lab.juju.charms").add_series(changes)
     return {"changes": changes, "errors": list(problems)}

@@ -33,14 +33,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import itertools
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botlab.lab.juju import catalogue, errors
-from botlab.lab.juju.appstate import App, Unit, World, base_api, log_event, shown_workload, world, world_of
+from botlab.lab.faults import ActiveFaults
+from botlab.lab.juju import catalogue, errors, machines
+from botlab.lab.juju.appstate import App, Unit, World, base_api, existing_world, log_event, world_of
 from botlab.lab.juju.errors import JujuApiError, bulk
 from botlab.lab.juju.facades import CallContext, facade_method
 from botlab.lab.juju.faults import FaultError, parse_count, use_hit
@@ -110,26 +110,32 @@ def load_unit_fault(data: Mapping[str, Any], fault_id: int = 0) -> UnitFault:
     )
 
 
-class FaultBook:
-    def __init__(self) -> None:
-        self.faults: list[UnitFault] = []
-        self.ids = itertools.count(1)
+class FaultBook(ActiveFaults[UnitFault]):
+    """Active unit faults; hook failures use up hits, blocked faults hold until cleared."""
 
     def add(self, data: Mapping[str, Any]) -> UnitFault:
-        fault = load_unit_fault(data, next(self.ids))
-        self.faults.append(fault)
-        return fault
+        return self._add(lambda fault_id: load_unit_fault(data, fault_id))
 
     def take_hook_failure(self, model: ModelState, unit: Unit, hook: str) -> UnitFault | None:
         """The error fault that makes this hook fail now (one hit used), or None."""
-        for fault in list(self.faults):
-            if fault.kind == "error" and fault.hook == hook and fault.matches(model, unit):
-                use_hit(fault, self.faults)
-                return fault
+        with self._lock:
+            for fault in list(self._faults):
+                if fault.kind == "error" and fault.hook == hook and fault.matches(model, unit):
+                    use_hit(fault, self._faults)
+                    return fault
         return None
 
     def blocked(self, model: ModelState, unit: Unit) -> UnitFault | None:
-        return next((f for f in self.faults if f.kind == "blocked" and f.matches(model, unit)), None)
+        with self._lock:
+            return next((f for f in self._faults if f.kind == "blocked" and f.matches(model, unit)), None)
+
+    def remove_matching(self, **match: str) -> int:
+        """Remove the faults whose fields equal `match` (all of them for no `match`); how many."""
+        with self._lock:
+            doomed = [f for f in self._faults if all(getattr(f, k, None) == v for k, v in match.items())]
+            for fault in doomed:
+                self._faults.remove(fault)
+        return len(doomed)
 
 
 _BOOKS: weakref.WeakKeyDictionary[ControllerState, FaultBook] = weakref.WeakKeyDictionary()
@@ -149,8 +155,8 @@ def fault_book(controller: ControllerState) -> FaultBook:
 
 def _poke_all(controller: ControllerState) -> None:
     for model in controller.models.values():
-        found = model.ext.get("applications")
-        if isinstance(found, World):
+        found = existing_world(model)
+        if found is not None:
             for unit in found.units():
                 unit.poke()
 
@@ -165,13 +171,10 @@ def inject_unit_fault_now(controller: ControllerState, fault: Mapping[str, Any])
 
 def clear_unit_faults_now(controller: ControllerState, **match: str) -> int:
     """Remove unit faults (all, or those whose fields equal `match`); returns how many."""
-    book = fault_book(controller)
-    doomed = [f for f in book.faults if all(getattr(f, k, None) == v for k, v in match.items())]
-    for fault in doomed:
-        book.faults.remove(fault)
-    controller.events.record("unit-faults-cleared", count=len(doomed), match=dict(match))
+    count = fault_book(controller).remove_matching(**match)
+    controller.events.record("unit-faults-cleared", count=count, match=dict(match))
     _poke_all(controller)
-    return len(doomed)
+    return count
 
 
 def inject_unit_fault(juju: JujuEmulator, fault: Mapping[str, Any]) -> dict[str, Any]:
@@ -184,7 +187,7 @@ def clear_unit_faults(juju: JujuEmulator, **match: str) -> int:
 
 
 def unit_faults(juju: JujuEmulator) -> list[dict[str, Any]]:
-    return juju.call(lambda: [f.describe() for f in fault_book(juju.state).faults])
+    return juju.call(lambda: fault_book(juju.state).describe())
 
 
 def recheck(juju: JujuEmulator) -> None:
@@ -195,16 +198,9 @@ def recheck(juju: JujuEmulator) -> None:
 # --- placement -----------------------------------------------------------------------------------
 
 
-def _machines() -> Any:
-    from botlab.lab.juju import machines  # the machines module (MachineManager, MAAS provider)
-
-    return machines
-
-
 async def place(ctx: CallContext, w: World, app: App, placement: Mapping[str, Any] | None) -> str:
     """The machine a new principal unit goes to, adding one where the placement asks (or
     none is given), as Juju's unit assignment does; returns its id."""
-    machines = _machines()
     model = w.model
     merged = {**model.constraints, **app.constraints}
     base = base_api(app.base)
@@ -213,9 +209,9 @@ async def place(ctx: CallContext, w: World, app: App, placement: Mapping[str, An
     scope = str(placement.get("scope") or "")
     directive = str(placement.get("directive") or "")
     if scope == "#":
-        if machines.machine(model, directive) is None:
+        existing = machines.machine(model, directive)
+        if existing is None:
             raise errors.not_found(f"machine {directive} not found")
-        existing = machines.machine(model, directive) or {}
         if existing.get("life", "alive") != "alive":
             raise JujuApiError(f"machine {directive} is not alive")
         machine_base = str(existing.get("base") or "")
@@ -223,11 +219,9 @@ async def place(ctx: CallContext, w: World, app: App, placement: Mapping[str, An
             raise JujuApiError(f'cannot assign unit to machine {directive}: base does not match: unit has '
                                f'"{app.base}", machine has "{machine_base}"')
         return directive
-    if scope in ("lxd", "kvm"):
-        if directive:
-            return str(await machines.add_machine(ctx, model, container_type=scope, parent_id=directive,
-                                                  base=base, constraints=merged))
-        return str(await machines.add_machine(ctx, model, container_type=scope, base=base, constraints=merged))
+    if scope in ("lxd", "kvm"):  # a new container, on machine `directive` ("": on a new machine)
+        return str(await machines.add_machine(ctx, model, container_type=scope, parent_id=directive,
+                                              base=base, constraints=merged))
     return str(await machines.add_machine(ctx, model, placement=dict(placement), constraints=merged, base=base))
 
 
@@ -289,8 +283,7 @@ def _publish(w: World, unit: Unit) -> None:
 def _machine_data(w: World, unit: Unit) -> dict[str, Any] | None:
     if not unit.machine_id:
         return None
-    found = _machines().machine(w.model, unit.machine_id)
-    return dict(found) if found else None
+    return machines.machine(w.model, unit.machine_id) or None  # a copy already
 
 
 def _take_addresses(w: World, unit: Unit) -> None:
@@ -314,7 +307,6 @@ async def _allocate(w: World, unit: Unit) -> bool:
                 return True
             await _wait(unit, catalogue.timings(w.controller).update_status_s or 1.0)
         return False
-    machines = _machines()
     while unit.life == "alive":
         try:
             await machines.wait_started(w.model, unit.machine_id)
@@ -394,14 +386,10 @@ def unit_view(w: World, unit: Unit) -> catalogue.UnitView:
     app = unit.app
     linked: dict[str, list[str]] = {}
     ready: dict[str, list[str]] = {}
-    for rel in w.relations_of(app.name):
-        ep = rel.endpoint_of(app.name)
-        far = rel.other(app.name)
-        if ep is None or far is None:
-            continue
-        linked.setdefault(ep.name, []).append(far[0])
-        if _far_ready(w, unit, rel.scope, far[0]):
-            ready.setdefault(ep.name, []).append(far[0])
+    for rel, ep, far in w.ends_of(app.name):
+        linked.setdefault(ep.name, []).append(far)
+        if _far_ready(w, unit, rel.scope, far):
+            ready.setdefault(ep.name, []).append(far)
     peers = sum(1 for u in app.alive_units() if u.installed)
     subs = tuple(sorted({s.app.charm.name for s in w.subordinates_of(unit.name) if s.installed}))
     return catalogue.UnitView(
@@ -451,12 +439,10 @@ def _pending_relation_hooks(w: World, unit: Unit) -> list[tuple[tuple[int, str],
     """(key, hook) for relations this unit has not yet run a joined/changed hook for."""
     out = []
     current: set[tuple[int, str]] = set()
-    for rel in w.relations_of(unit.app.name):
-        ep = rel.endpoint_of(unit.app.name)
-        far = rel.other(unit.app.name)
-        if ep is None or far is None or not _far_ready(w, unit, rel.scope, far[0]):
+    for rel, ep, far in w.ends_of(unit.app.name):
+        if not _far_ready(w, unit, rel.scope, far):
             continue
-        key = (rel.id, far[0])
+        key = (rel.id, far)
         current.add(key)
         if key not in unit.seen:
             out.append((key, f"{ep.name}-relation-changed"))
@@ -566,8 +552,8 @@ async def _finish(w: World, unit: Unit) -> None:
         unit.agent.set("executing", "running stop hook")
         unit.workload.set("maintenance", "stopping charm software")
         _publish(w, unit)
-        await asyncio.sleep(catalogue.timings(w.controller).delay(catalogue.timings(w.controller).hook_s,
-                                                                      unit.name, "stop"))
+        timings = catalogue.timings(w.controller)
+        await asyncio.sleep(timings.delay(timings.hook_s, unit.name, "stop"))
     remove_unit(w, unit)
 
 
@@ -602,8 +588,8 @@ def remove_unit(w: World, unit: Unit) -> None:
 
 async def remove_units_on_machine(controller: ControllerState, model: ModelState, machine_id: str) -> None:
     """machines.machine_removal_hook: a removed machine takes its units with it."""
-    found = model.ext.get("applications")
-    if not isinstance(found, World):
+    found = existing_world(model)
+    if found is None:
         return
     for unit in list(found.units()):
         if unit.machine_id == machine_id and not unit.principal:
@@ -706,16 +692,3 @@ async def leader(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     app = w.app_by_tag(tag)
     found = next((u for u in app.alive_units() if u.leader), None)
     return {"result": found.name if found else ""}
-
-
-def workload_of(juju: JujuEmulator, model: str, unit: str) -> tuple[str, str]:
-    """(status, message) of a unit's workload as shown, from any thread (for tests and tools)."""
-
-    def read() -> tuple[str, str]:
-        found = next((m for m in juju.state.models.values() if model in (m.name, m.uuid)), None)
-        if found is None:
-            raise KeyError(model)
-        shown = shown_workload(world(juju.state, found).unit(unit))
-        return shown.current, shown.message
-
-    return juju.call(read)
