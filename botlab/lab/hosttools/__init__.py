@@ -280,7 +280,7 @@ def install_base(root: Path, facts: Mapping[str, Any]) -> None:
     _record_base_units(root)
     (root / "etc/systemd/system").mkdir(parents=True, exist_ok=True)
     if facts.get("nvidia_toolkit"):
-        install_package(root, "nvidia-container-toolkit")
+        _install_one(root, "nvidia-container-toolkit")
 
 
 def install_package(root: Path, name: str) -> None:
@@ -289,10 +289,15 @@ def install_package(root: Path, name: str) -> None:
     if name not in _PACKAGES:
         raise ValueError(f"unknown package {name!r}; the lab has {', '.join(PACKAGES)}")
     root = Path(root)
+    _install_modules(root)
+    _install_one(root, name)
+
+
+def _install_one(root: Path, name: str) -> None:
+    """install_package() once the tool modules are in place: `name`'s dependencies first, then its own files."""
     spec = _PACKAGES[name]
     for dependency in spec["depends"]:
-        install_package(root, dependency)
-    _install_modules(root)
+        _install_one(root, dependency)
     for command, module in spec["commands"].items():
         _install_command(root, command, module)
     for directory in spec["dirs"]:

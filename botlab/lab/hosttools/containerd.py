@@ -380,10 +380,7 @@ def config_command(opts: dict[str, Any], rest: list[str]) -> int:
         sys.stdout.write(dump(base_config()))
         return 0
     if rest[:1] == ["dump"]:
-        path = opts["config"]
-        config = base_config()
-        if opts["config_set"] or hostlib.host_path(path).exists():
-            config, _ = load_config(path)
+        config, _ = configured(opts)
         sys.stdout.write(dump(config))
         return 0
     print("NAME:\n   containerd config - Information on the containerd config\n\nUSAGE:\n   containerd config "

@@ -16,14 +16,12 @@ import re
 import sys
 from typing import Any
 
+import containerd
 import hostlib
+from dockerd import API_VERSION, BUILD, STATE_PATH, VERSION
 
-VERSION = "24.0.7"
-BUILD = "24.0.7-0ubuntu2~22.04.1"
-API_VERSION = "1.43"
 GO_VERSION = "go1.21.1"
 BUILT = "Wed Mar 13 20:23:54 2024"
-STATE_PATH = "/run/docker/lab-state.json"
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 
@@ -260,20 +258,19 @@ def _render_value(value: Any) -> str:
     return go_print(_plain(value))
 
 
-def render(template: str, data: Any) -> str:
-    if template == "json":
-        template = "{{json .}}"
+def parse_template(template: str) -> Template:
+    """--format's template (`json` is short for {{json .}}), parsed before anything is asked of the daemon."""
     try:
-        return Template(template).render(data)
-    except TemplateError as exc:
-        raise CliError(str(exc), 1) from None
-
-
-def parse_template(template: str) -> None:
-    try:
-        Template("{{json .}}" if template == "json" else template)
+        return Template("{{json .}}" if template == "json" else template)
     except TemplateError as exc:
         raise CliError(f"template parsing error: {exc}", 64) from None
+
+
+def render(template: Template, data: Any) -> str:
+    try:
+        return template.render(data)
+    except TemplateError as exc:
+        raise CliError(str(exc), 1) from None
 
 
 # --- the daemon's view ----------------------------------------------------------------------------------------------
@@ -303,12 +300,11 @@ def _listens_on(state: dict[str, Any], host: str) -> bool:
 
 
 def _containerd_version() -> str:
-    return "1.7.12" if hostlib.live_state("/run/containerd/lab-state.json") else ""
+    return containerd.VERSION if hostlib.live_state(containerd.STATE_PATH) else ""
 
 
 def server_info(state: dict[str, Any]) -> dict[str, Any]:
-    facts = hostlib.facts()
-    name = str(facts.get("hostname") or platform.node())
+    name = hostlib.hostname()
     runtimes = {k: dict(v) for k, v in sorted(state.get("runtimes", {}).items())}
     info: dict[str, Any] = {
         "__struct__": "system.Info",
@@ -393,15 +389,14 @@ def cmd_info(args: list[str], host: str, debug: bool) -> int:
     if rest:
         raise CliError("\"docker info\" accepts no arguments.\nSee 'docker info --help'.\n\nUsage:  docker info "
                        "[OPTIONS]\n\nDisplay system-wide information", 1)
-    if fmt is not None:
-        parse_template(fmt)
+    template = parse_template(fmt) if fmt is not None else None
     state, error = _try_daemon_state(host)
     info = server_info(state) if state else empty_info()
     info["ClientInfo"] = client_info(debug)
-    if fmt is not None:
+    if template is not None:
         if error:
             print(error, file=sys.stderr)
-        print(render(fmt, info))
+        print(render(template, info))
         return 0
     print("Client:")
     print(f" Version:    {VERSION}")
@@ -449,8 +444,7 @@ def print_server_info(info: dict[str, Any]) -> None:
 
 def cmd_version(args: list[str], host: str, debug: bool) -> int:
     fmt, _ = _format_option(args, "version")
-    if fmt is not None:
-        parse_template(fmt)
+    template = parse_template(fmt) if fmt is not None else None
     client = {"Platform": {"Name": ""}, "Version": VERSION, "ApiVersion": API_VERSION, "DefaultAPIVersion": API_VERSION,
               "GitCommit": BUILD, "GoVersion": GO_VERSION, "Os": "linux", "Arch": "amd64", "BuildTime": BUILT,
               "Context": "default"}
@@ -469,8 +463,8 @@ def cmd_version(args: list[str], host: str, debug: bool) -> int:
         server = {"Platform": {"Name": ""}, "Components": components, "Version": state.get("version", VERSION),
                   "ApiVersion": API_VERSION, "MinAPIVersion": "1.12", "GitCommit": BUILD, "GoVersion": GO_VERSION,
                   "Os": "linux", "Arch": "amd64", "KernelVersion": platform.release(), "BuildTime": BUILT}
-    if fmt is not None:
-        print(render(fmt, {"Client": client, "Server": server}))
+    if template is not None:
+        print(render(template, {"Client": client, "Server": server}))
         if error:
             print(error, file=sys.stderr)
             return 1

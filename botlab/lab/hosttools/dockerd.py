@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+import containerd
 import gojson
 import hostlib
 
@@ -168,12 +169,6 @@ class FlagError(DaemonError):
         super().__init__(f"Status: {message}\nSee 'dockerd --help'., Code: 125")
 
 
-def _find_flag(name: str) -> str | None:
-    if name in FLAGS:
-        return name
-    return None
-
-
 def _shorthand(letter: str) -> str | None:
     for name, (_kind, short, _key) in FLAGS.items():
         if short == letter:
@@ -196,7 +191,6 @@ def _next_argument(argv: list[str], i: int, flag: str) -> tuple[str, int]:
 def parse_flags(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
     """pflag's parsing: {flag: value} for the flags given (lists accumulate), in order of appearance."""
     given: dict[str, Any] = {}
-    order: list[str] = []
     args: list[str] = []
     i = 0
     while i < len(argv):
@@ -207,7 +201,7 @@ def parse_flags(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
             break
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
-            if _find_flag(name) is None:
+            if name not in FLAGS:
                 raise FlagError(f"unknown flag: --{name}")
             kind = FLAGS[name][0]
             if not eq:
@@ -216,7 +210,6 @@ def parse_flags(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
                 else:
                     value, i = _next_argument(argv, i, f"--{name}")
             _set_flag(given, name, value)
-            order.append(name)
         elif arg.startswith("-") and len(arg) > 1:
             letters = arg[1:]
             while letters:
@@ -238,7 +231,6 @@ def parse_flags(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
                     else:
                         value, i = _next_argument(argv, i, f"'{letter}' in {arg}")
                     _set_flag(given, name, value)
-                order.append(name)
         else:
             args.append(arg)
     return given, args
@@ -282,9 +274,7 @@ def _set_flag(given: dict[str, Any], name: str, value: str) -> None:
 def flag_string(name: str, value: Any) -> str:
     """pflag's Value.String() of a flag as the conflict message prints it."""
     kind = FLAGS[name][0]
-    if kind == "runtime":
-        return "[" + " ".join(value) + "]"
-    if kind == "list":
+    if kind in ("runtime", "list"):  # a runtime flag's value is a map: its names
         return "[" + " ".join(value) + "]"
     if kind == "map":
         return "map[" + " ".join(f"{k}:{v}" for k, v in sorted(value.items())) + "]"
@@ -335,13 +325,9 @@ def load_file_config(path: str, given: dict[str, Any]) -> dict[str, Any] | None:
     conflicts = []
     for name in sorted(given):
         key = json_key(name)
-        if FLAGS[name][2]:
-            if key in flat and key not in SKIP_DUPLICATES:
-                conflicts.append(f"{key}: (from flag: {flag_string(name, given[name])}, from file: "
-                                 f"{gojson.go_v(flat[key])})")
-        elif name in flat and name not in SKIP_DUPLICATES:
-            conflicts.append(f"{name}: (from flag: {flag_string(name, given[name])}, from file: "
-                             f"{gojson.go_v(flat[name])})")
+        if key in flat and key not in SKIP_DUPLICATES:
+            conflicts.append(f"{key}: (from flag: {flag_string(name, given[name])}, from file: "
+                             f"{gojson.go_v(flat[key])})")
     if conflicts:
         raise DaemonError("the following directives are specified both as a flag and in the configuration file: "
                           + ", ".join(conflicts))
@@ -433,13 +419,15 @@ def load_config(given: dict[str, Any]) -> dict[str, Any]:
                 config["runtimes"] = merged
             elif key not in config or config[key] in (None, "", [], {}):
                 config[key] = value
-        try:
-            validate(config)
-        except DaemonError as exc:
-            raise DaemonError(f"unable to configure the Docker daemon with file {config_file}: merged configuration "
-                              f"validation from file and command line flags failed: {exc}") from None
+    # Validated once, with the default runtime set: runc is built in, so setting it changes no check's outcome.
     config.setdefault("default-runtime", STOCK_RUNTIME)
-    validate(config)
+    try:
+        validate(config)
+    except DaemonError as exc:
+        if file_config is None:
+            raise
+        raise DaemonError(f"unable to configure the Docker daemon with file {config_file}: merged configuration "
+                          f"validation from file and command line flags failed: {exc}") from None
     config["_file"] = file_config
     config["_config_file"] = config_file
     return config
@@ -502,7 +490,7 @@ def check_containerd(config: dict[str, Any]) -> None:
     if not address:
         hostlib.log("info", "containerd not running, starting managed containerd")
         return
-    state = hostlib.live_state("/run/containerd/lab-state.json")
+    state = hostlib.live_state(containerd.STATE_PATH)
     if state is None or state.get("address") != address:
         raise DaemonError(f'failed to start daemon: failed to dial "{address}": failed to dial "{address}": '
                           "context deadline exceeded")

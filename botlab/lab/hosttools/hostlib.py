@@ -9,6 +9,7 @@ BOTLAB_HOST_ROOT (on a real lab host it is unset: the host's root is "/").
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 FACTS_PATH = "/etc/botlab-lab/host.json"
+JOURNAL_DIR = "/var/log/botlab-lab/journal"
 
 
 def root() -> Path:
@@ -41,6 +43,26 @@ def facts() -> dict[str, Any]:
         data = {}
     data.setdefault("gpus", [])
     return data
+
+
+@functools.cache
+def hostname() -> str:
+    """The host's name as the lab's facts give it, else the kernel's (what gethostname() returns); read once."""
+    return str(facts().get("hostname") or os.uname().nodename)
+
+
+def journal_path(unit: str) -> str:
+    """The host file a unit's journal lines go to (systemctl writes it, journalctl and `systemctl status` read it)."""
+    return f"{JOURNAL_DIR}/{unit}.log"
+
+
+def journal_tail(unit: str, lines: int) -> list[str]:
+    """The last `lines` lines of a unit's journal (all of them for 0); none when it has no journal."""
+    try:
+        content = host_path(journal_path(unit)).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    return content[-lines:] if lines else content
 
 
 def read_json(path: str) -> Any:
@@ -109,43 +131,48 @@ def block_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Print `message` to stderr as the real program would and exit with `code`."""
-    print(message, file=sys.stderr)
-    sys.exit(code)
-
-
 # --- Additions used by the tools (systemctl, dockerd, containerd, ...) -------------------------
 
 SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def proc_start_ticks(pid: int) -> int | None:
-    """When `pid` started (clock ticks since boot), to tell a process from a later one that reuses its pid."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[19])
-    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-        return None
-
-
-def process_state(pid: int) -> str | None:
-    """The state letter of `pid` (R, S, Z, ...), None when there is no such process (safe against it exiting)."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (the state letter first), read once; None when there
+    is no such process (safe against it exiting)."""
     if pid <= 0:
         return None
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0]
+            return fh.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
 
 
+def _start_ticks(fields: list[str]) -> int | None:
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def proc_start_ticks(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot), to tell a process from a later one that reuses its pid."""
+    fields = _stat_fields(pid)
+    return None if fields is None else _start_ticks(fields)
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of `pid` (R, S, Z, ...), None when there is no such process (safe against it exiting)."""
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
 def same_process(pid: int, start_ticks: int | None) -> bool:
-    """Whether `pid` is still the live (not zombie) process that had `start_ticks`."""
-    state = process_state(pid)
-    if state is None or state in ("Z", "X"):
+    """Whether `pid` is still the live (not zombie) process that had `start_ticks` (state and start from one read)."""
+    fields = _stat_fields(pid)
+    if not fields or fields[0] in ("Z", "X"):
         return False
-    return start_ticks is None or proc_start_ticks(pid) == start_ticks
+    return start_ticks is None or _start_ticks(fields) == start_ticks
 
 
 def live_state(path: str) -> dict[str, Any] | None:

@@ -11,8 +11,6 @@ import sys
 import hostlib
 import unitfile
 
-JOURNAL_DIR = "/var/log/botlab-lab/journal"
-
 
 def main(argv: list[str]) -> int:
     units: list[str] = []
@@ -51,15 +49,12 @@ def main(argv: list[str]) -> int:
             print(f"journalctl: unrecognized option '{arg}'", file=sys.stderr)
             return 1
         i += 1
-    directory = hostlib.host_path(JOURNAL_DIR)
+    directory = hostlib.host_path(hostlib.JOURNAL_DIR)
     if not units and directory.is_dir():
         units = sorted(name[:-4] for name in os.listdir(directory) if name.endswith(".log"))
     output: list[str] = []
     for unit in units:
-        try:
-            output += (directory / f"{unit}.log").read_text(errors="replace").splitlines()
-        except FileNotFoundError:
-            continue
+        output += hostlib.journal_tail(unit, 0)
     if lines is not None:
         output = output[-lines:]
     if not output:

@@ -7,9 +7,8 @@ from __future__ import annotations
 import sys
 
 import hostlib
+from nvidia_ctk import COMMIT, VERSION
 
-VERSION = "1.17.8"
-COMMIT = "f202b80a9b9d0db00d9b1d73c0128c8962c55f4d"
 SPEC = "1.2.1"
 RUNC_VERSION = "runc version 1.1.12-0ubuntu2~22.04.1\nspec: 1.0.2-dev\ngo: go1.21.1\nlibseccomp: 2.5.3"
 NO_DRIVER = ("runc create failed: unable to start container process: error during container init: error running "

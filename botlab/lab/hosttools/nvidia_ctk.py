@@ -14,12 +14,15 @@ Logging is logrus' text format to stderr, as without a terminal. Other subcomman
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
 import tomllib
 from typing import Any
 
+import containerd
+import dockerd
 import gojson
 import hostlib
 import tomlw
@@ -99,7 +102,7 @@ def validate(opts: dict[str, Any]) -> None:
     elif opts["config-source"] != "file":
         raise CtkError(f"unrecognized Config Source: {opts['config-source']}")
     if not opts["config"]:
-        opts["config"] = {"containerd": "/etc/containerd/config.toml", "docker": "/etc/docker/daemon.json"}[runtime]
+        opts["config"] = {"containerd": containerd.DEFAULT_CONFIG, "docker": dockerd.DEFAULT_CONFIG}[runtime]
 
 
 def write_output(path: str, text: str) -> int:
@@ -131,15 +134,15 @@ def configure_docker(opts: dict[str, Any]) -> None:
         config = {}
     else:
         hostlib.log("info", f"Loading config from {path}")
-        text = target.read_text()
-        if not text.strip():
+        text = target.read_text().strip()
+        if not text:
             raise CtkError("unable to load config for runtime docker: EOF")
-        error = gojson.syntax_error(text.strip())
+        error = gojson.syntax_error(text)
         if error:
             if error == "unexpected end of JSON input":
                 error = "unexpected EOF"
             raise CtkError(f"unable to load config for runtime docker: {error}")
-        loaded = gojson.loads(text.strip())
+        loaded = json.loads(text)  # valid JSON: syntax_error found nothing
         if not isinstance(loaded, dict):
             raise CtkError(f"unable to load config for runtime docker: json: cannot unmarshal "
                            f"{gojson.go_type_name(loaded)} into Go value of type docker.Config")

@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,6 @@ import unitfile
 STATE_DIR = "/run/systemd-lab"
 LOCK_PATH = f"{STATE_DIR}/lock"
 SNAPSHOT_PATH = f"{STATE_DIR}/units.json"
-JOURNAL_DIR = "/var/log/botlab-lab/journal"
 EXIT_STATUS_NAMES = {
     0: "SUCCESS", 1: "FAILURE", 2: "INVALIDARGUMENT", 3: "NOTIMPLEMENTED", 4: "NOPERMISSION", 5: "NOTINSTALLED",
     6: "NOTCONFIGURED", 7: "NOTRUNNING", 200: "CHDIR", 203: "EXEC", 226: "NAMESPACE",
@@ -82,43 +80,36 @@ def format_relative(ts: float) -> str:
     return f"{seconds // 86400} days ago"
 
 
+def signal_name(status: int) -> str:
+    """A signal's name as systemd prints it after a status (TERM, KILL, ...); the number when no signal has it."""
+    try:
+        return signal.Signals(status).name[3:]
+    except ValueError:
+        return str(status)
+
+
 def status_text(code: str | None, status: int) -> str:
     """`code=exited, status=1/FAILURE` as systemd prints a process' end."""
     if code == "exited":
         name = EXIT_STATUS_NAMES.get(status)
         return f"code=exited, status={status}/{name}" if name else f"code=exited, status={status}"
-    try:
-        name = signal.Signals(status).name[3:]
-    except ValueError:
-        name = str(status)
-    return f"code={code}, status={status}/{name}"
+    return f"code={code}, status={status}/{signal_name(status)}"
 
 
-def hostname() -> str:
-    return str(hostlib.facts().get("hostname") or socket.gethostname())
+def socket_of(name: str) -> str:
+    """The socket unit that activates a service: docker.service -> docker.socket."""
+    return name.rsplit(".", 1)[0] + ".socket"
 
 
 # --- journal --------------------------------------------------------------------------------------------------------
 
-def journal_path(unit: str) -> str:
-    return f"{JOURNAL_DIR}/{unit}.log"
-
-
 def journal(unit: str, text: str, ident: str = "systemd[1]") -> None:
     """Append one message as the journal would show it."""
-    target = hostlib.host_path(journal_path(unit))
+    target = hostlib.host_path(hostlib.journal_path(unit))
     target.parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%b %d %H:%M:%S", time.localtime())
     with open(target, "a") as fh:
-        fh.write(f"{stamp} {hostname()} {ident}: {text}\n")
-
-
-def journal_tail(unit: str, lines: int) -> list[str]:
-    try:
-        content = hostlib.host_path(journal_path(unit)).read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return []
-    return content[-lines:] if lines else content
+        fh.write(f"{stamp} {hostlib.hostname()} {ident}: {text}\n")
 
 
 # --- the manager's state --------------------------------------------------------------------------------------------
@@ -375,11 +366,10 @@ class Runner:
         return env
 
     def resolve(self, command: dict[str, Any]) -> str | None:
-        path: str = command["path"]
-        return hostlib.which(path) if not path.startswith("/") else (path if hostlib.which(path) else None)
+        return hostlib.which(command["path"])
 
     def journal_fd(self) -> int:
-        target = hostlib.host_path(journal_path(self.name))
+        target = hostlib.host_path(hostlib.journal_path(self.name))
         target.parent.mkdir(parents=True, exist_ok=True)
         return os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
@@ -628,7 +618,7 @@ class Systemctl:
         timeout = service.get("TimeoutStartUSec")
         deadline = None if timeout is None else now() + timeout / 1e6
         extra: dict[str, str] = {}
-        socket_unit = name.rsplit(".", 1)[0] + ".socket"
+        socket_unit = socket_of(name)
         if self.manager.runtime(socket_unit)["active_state"] == "active":
             extra.update(LISTEN_FDS="1", LISTEN_FDNAMES=socket_unit)
         try:
@@ -847,10 +837,9 @@ def run(args: list[str]) -> int:
     return handlers[verb](ctl, names, opts)
 
 
-def warn_if_changed(ctl: Systemctl, name: str) -> None:
-    definition = ctl.manager.unit(name)
+def warn_if_changed(ctl: Systemctl, definition: dict[str, Any]) -> None:
     if ctl.manager.need_reload(definition):
-        err(f"Warning: The unit file, source configuration file or drop-ins of {name} changed on disk. "
+        err(f"Warning: The unit file, source configuration file or drop-ins of {definition['name']} changed on disk. "
             "Run 'systemctl daemon-reload' to reload units.")
 
 
@@ -869,30 +858,28 @@ def job_command(ctl: Systemctl, job: str, verb: str, names: list[str]) -> int:
 def run_job(ctl: Systemctl, job: str, verb: str, name: str) -> int:
     definition = ctl.manager.unit(name)
     state = ctl.manager.runtime(name)
-    verb_word = {"try-restart": "try-restart", "reload-or-restart": "reload-or-restart"}.get(verb, verb)
     load_state = definition["load_state"]
     if load_state == "not-found" and not (job == "stop" and state["active_state"] != "inactive"):
         if job == "stop":
             err(f"Failed to stop {name}: Unit {name} not loaded.")
         else:
-            err(f"Failed to {verb_word} {name}: Unit {name} not found.")
+            err(f"Failed to {verb} {name}: Unit {name} not found.")
         return 5
     if job != "stop" and load_state != "loaded":
         if load_state == "masked":
-            err(f"Failed to {verb_word} {name}: Unit {name} is masked.")
+            err(f"Failed to {verb} {name}: Unit {name} is masked.")
             return 1
         if load_state == "bad-setting":
-            err(f"Failed to {verb_word} {name}: Unit {name} has a bad unit file setting.")
+            err(f"Failed to {verb} {name}: Unit {name} has a bad unit file setting.")
         else:
-            err(f"Failed to {verb_word} {name}: Unit {name} failed to load properly, please adjust/correct and "
+            err(f"Failed to {verb} {name}: Unit {name} failed to load properly, please adjust/correct and "
                 f"reload service manager: {definition['load_error']}")
         err(f"See system logs and 'systemctl status {name}' for details.")
         return 1
-    warn_if_changed(ctl, name)
-    if job in ("stop", "restart", "reload-or-restart", "try-restart") and definition["kind"] == "service":
-        trigger = name.rsplit(".", 1)[0] + ".socket"
-        if job == "stop" and ctl.manager.runtime(trigger)["active_state"] == "active":
-            err(f"Warning: Stopping {name}, but it can still be activated by:\n  {trigger}")
+    warn_if_changed(ctl, definition)
+    trigger = socket_of(name)
+    if job == "stop" and definition["kind"] == "service" and ctl.manager.runtime(trigger)["active_state"] == "active":
+        err(f"Warning: Stopping {name}, but it can still be activated by:\n  {trigger}")
     try:
         if job == "stop":
             ctl.stop(name)
@@ -905,7 +892,7 @@ def run_job(ctl: Systemctl, job: str, verb: str, name: str) -> int:
                 ctl.start(name)
     except JobFailed as failed:
         if failed.result.startswith("missing:"):
-            err(f"Failed to {verb_word} {name}: Unit {failed.result.split(':', 1)[1]} not found.")
+            err(f"Failed to {verb} {name}: Unit {failed.result.split(':', 1)[1]} not found.")
             return 5
         if failed.result == "dependency":
             err(f"A dependency job for {name} failed. See 'journalctl -xe' for details.")
@@ -922,11 +909,11 @@ def lab_boot(ctl: Systemctl) -> int:
     with ctl.manager.locked():
         ctl.manager.daemon_reload()
         wanted: list[str] = []
+        ignored = unitfile.base_units()
         for target in ("sysinit.target", "sockets.target", "basic.target", "multi-user.target", "graphical.target"):
             for kind in ("wants", "requires"):
                 directory = hostlib.host_path(f"/etc/systemd/system/{target}.{kind}")
                 if directory.is_dir():
-                    ignored = unitfile.base_units()
                     wanted += [n for n in sorted(os.listdir(directory)) if n not in wanted and n not in ignored]
         for name in wanted:
             definition = ctl.manager.unit(name)
@@ -1046,8 +1033,7 @@ def is_enabled_command(ctl: Systemctl, names: list[str], opts: dict[str, Any]) -
 def exec_property(entry: dict[str, Any], ignore: bool) -> str:
     code = entry.get("code")
     status = int(entry.get("status") or 0)
-    sig_part = "" if code == "exited" else "/" + (signal.Signals(status).name[3:] if status and status in
-                                                     [s.value for s in signal.Signals] else str(status))
+    sig_part = "" if code == "exited" else "/" + signal_name(status)
     return (f"{{ path={entry['path']} ; argv[]={' '.join(entry['argv'])} ; ignore_errors={'yes' if ignore else 'no'} ; "
             f"start_time=[{format_timestamp(entry.get('start_time')) or 'n/a'}] ; "
             f"stop_time=[{format_timestamp(entry.get('exit_time')) or 'n/a'}] ; pid={entry.get('pid') or 0} ; "
@@ -1112,8 +1098,6 @@ def properties(ctl: Systemctl, name: str) -> list[tuple[str, str | list[str]]]:
 
 
 def show_command(ctl: Systemctl, names: list[str], opts: dict[str, Any]) -> int:
-    if not names:
-        names = []
     wanted = [p for p in opts["props"] if p]
     blocks = []
     for name in names:
@@ -1155,8 +1139,7 @@ def render_status(ctl: Systemctl, definition: dict[str, Any], state: dict[str, A
     active = state["active_state"]
     dot = {"active": "\u25cf", "failed": "\u00d7", "activating": "\u25cf", "deactivating": "\u25cf"}.get(active,
                                                                                                         "\u25cb")
-    description = unit.get("Description")
-    out = [f"{dot} {name} - {description}" if description else f"{dot} {name}"]
+    out = [f"{dot} {unit_label(definition)}"]
     load_state = definition["load_state"]
     if load_state == "loaded":
         enabled = ctl.manager.enabled_state(definition)
@@ -1204,7 +1187,7 @@ def render_status(ctl: Systemctl, definition: dict[str, Any], state: dict[str, A
             out.append(f"    Process: {main.get('pid') or 0} ExecStart={' '.join(main.get('argv', []))} "
                        f"({status_text(main['code'], int(main.get('status') or 0))})")
         out.append(f"   Main PID: {main.get('pid') or 0} ({status_text(main['code'], int(main.get('status') or 0))})")
-    tail = journal_tail(name, lines)
+    tail = hostlib.journal_tail(name, lines)
     if tail:
         out.append("")
         out += tail

@@ -163,11 +163,14 @@ def find_dropins(name: str) -> list[str]:
     return result
 
 
+def _sources(fragment: str | None, dropins: list[str]) -> list[list[str]]:
+    paths = ([fragment] if fragment else []) + dropins
+    return [[path, _digest(path)] for path in paths]
+
+
 def sources_of(name: str) -> list[list[str]]:
     """The files a unit's definition comes from, with their content digests, to tell when they change on disk."""
-    fragment = find_fragment(name)
-    paths = ([fragment] if fragment else []) + find_dropins(name)
-    return [[path, _digest(path)] for path in paths]
+    return _sources(find_fragment(name), find_dropins(name))
 
 
 # --- word splitting (extract_first_word with EXTRACT_UNQUOTE|EXTRACT_CUNESCAPE) -------------------------------------
@@ -245,7 +248,7 @@ def extract_first_word(text: str, pos: int, relax: bool = False) -> tuple[str | 
 def _specifiers(name: str) -> dict[str, str]:
     stem = name.rsplit(".", 1)[0]
     prefix, _, instance = stem.partition("@")
-    hostname = str(hostlib.facts().get("hostname") or os.uname().nodename)
+    hostname = hostlib.hostname()
     return {
         "n": name, "N": stem, "p": prefix, "P": prefix, "i": instance, "I": instance, "j": prefix.rsplit("-", 1)[-1],
         "J": prefix.rsplit("-", 1)[-1], "f": "/" + (instance or prefix), "H": hostname, "l": hostname.split(".")[0],
@@ -704,9 +707,10 @@ def load(name: str) -> dict[str, Any]:
     """Load a unit from the host's unit directories as `systemctl daemon-reload` would."""
     loader = _Loader(name)
     fragment = find_fragment(name)
+    dropins = find_dropins(name)
     definition: dict[str, Any] = {
         "name": name, "kind": loader.kind, "fragment_path": fragment, "dropin_paths": [], "load_state": "loaded",
-        "load_error": None, "sources": sources_of(name),
+        "load_error": None, "sources": _sources(fragment, dropins),
     }
     if fragment is None:
         definition.update(load_state="not-found", load_error="No such file or directory")
@@ -722,7 +726,7 @@ def load(name: str) -> dict[str, Any]:
         return definition
     error = loader.parse_file(fragment, text)
     if error is None:
-        for dropin in find_dropins(name):
+        for dropin in dropins:
             definition["dropin_paths"].append(dropin)
             try:
                 loader.parse_file(dropin, hostlib.host_path(dropin).read_text(errors="replace"))
