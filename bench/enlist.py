@@ -8,23 +8,18 @@ requests botlab made, and botlab's own CPU seconds (the lab's are not counted).
 
 from __future__ import annotations
 
+import functools
 import io
-import json
 import os
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.common import write_result
+from bench.common import get_json, write_result
 
 SIZES = (10, 100, 300)
-
-
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=30) as answer:
-        return json.loads(answer.read())
+_get = functools.partial(get_json, timeout=30)
 
 
 def critical_path(events: list[dict[str, Any]]) -> float:
@@ -65,8 +60,7 @@ def run_one(n: int, commissioning_s: float, workdir: Path) -> dict[str, Any]:
         if not result.ok:
             raise SystemExit(f"enlist failed at N={n}: {result.failed.error if result.failed else ''}")
         state = _get(info.control_url + "state")
-        events = _get(info.control_url + "events?since=0")
-        events = events["events"] if isinstance(events, dict) else events
+        events = _get(info.control_url + "events?since=0")["events"]
     finally:
         control.stop(info.dir)
     path = critical_path(events)

@@ -15,34 +15,28 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import io
-import json
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import write_result
+from bench.common import get_json, write_result
 
 SIZES = (3, 30, 100)
 ROOT = Path(__file__).resolve().parents[1]
 CHARMS = {"install_s": 10.0, "hook_s": 0.5, "action_s": 1.0, "retry_s": 5.0, "update_status_s": 3600.0}
-
-
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=60) as answer:
-        return json.loads(answer.read())
+_get = functools.partial(get_json, timeout=60)
 
 
 def _events(url: str, since: int) -> list[dict[str, Any]]:
-    doc = _get(f"{url}events?since={since}")
-    return list(doc["events"] if isinstance(doc, dict) else doc)
+    return list(_get(f"{url}events?since={since}")["events"])
 
 
 def _ts(text: str) -> float:
@@ -87,8 +81,7 @@ def run_one(n: int, deploy_s: float, workdir: Path) -> dict[str, Any]:
     doc["timings"].update(testing_s=0, jitter=0.2, release_s=1)
     doc["juju"] = {"destroy_s": 0.2, "charms": dict(CHARMS)}
     info = control.start(workdir / f"lab{n}", doc, name=f"bench{n}", hosts=False)  # measures botlab, not hosts
-    record = json.loads((info.dir / "lab.json").read_text())
-    juju_url = str(record["juju_control_url"])
+    juju_url = info.juju_control_url
     try:
         inventory = load_inventory(info.inventory)
         env = app.Environment(cwd=workdir, environ=dict(os.environ), stdout=io.StringIO(), stderr=io.StringIO())

@@ -32,6 +32,7 @@ class LabInfo:
     juju_endpoint: str = ""
     juju_data: str = ""
     hosts: bool = False  # deployed machines are SSH hosts in network namespaces
+    juju_control_url: str = ""  # the Juju emulator's control API (loopback only)
 
 
 def process_alive(pid: int) -> bool:
@@ -46,7 +47,8 @@ def read_info(lab_dir: Path) -> LabInfo | None:
         return None
     return LabInfo(lab_dir, int(data["pid"]), data["maas_url"], data["control_url"],
                    Path(data["inventory"]), data["name"], process_alive(int(data["pid"])),
-                   data.get("juju_endpoint", ""), data.get("juju_data", ""), bool(data.get("hosts")))
+                   data.get("juju_endpoint", ""), data.get("juju_data", ""), bool(data.get("hosts")),
+                   data.get("juju_control_url", ""))
 
 
 def start(
@@ -59,7 +61,7 @@ def start(
 ) -> LabInfo:
     """Spawn the lab daemon for `spec_doc` and wait until it serves (lab.json written).
     `hosts`: back deployed machines with SSH hosts (None: when this process can, i.e. root)."""
-    from botlab.lab.hosts.manager import hosts_supported
+    from botlab.lab.hosts.network import hosts_supported
     from botlab.lab.spec import load_spec
 
     why_not = hosts_supported()
@@ -115,20 +117,11 @@ def stop(lab_dir: Path, timeout: float = 20.0) -> LabInfo | None:
         if process_alive(info.pid):
             os.kill(info.pid, signal.SIGKILL)
     (info.dir / "lab.json").unlink(missing_ok=True)
-    if info.hosts:
-        sweep_hosts(info.dir)
+    if info.hosts:  # whatever hosts a killed daemon left behind (namespaces, links, state)
+        from botlab.lab.hosts import network
+
+        network.sweep_lab(info.dir)
     return info
-
-
-def sweep_hosts(lab_dir: Path) -> list[str]:
-    """Remove whatever hosts of this lab a killed daemon left behind (namespaces, links)."""
-    from botlab.lab.hosts import names, network
-
-    removed = network.sweep(names.lab_id(lab_dir))
-    import shutil
-
-    shutil.rmtree(lab_dir / "hosts", ignore_errors=True)
-    return removed
 
 
 def read_state(info: LabInfo) -> dict[str, Any]:

@@ -482,9 +482,7 @@ class _Loader:
         status = canonical_status(str(d.get("status", base.status)))
         if status is None:
             self.problems.append(f"{where}.status: {d.get('status')!r} is not a MAAS status")
-        enlisted = d.get("enlisted", True)
-        if not isinstance(enlisted, bool):
-            self.problems.append(f"{where}.enlisted: must be true or false")
+        enlisted = self.boolean(d.get("enlisted", True), f"{where}.enlisted")
         params = self.mapping(d.get("power_parameters", {}), f"{where}.power_parameters")
         spec = MachineSpec(
             hostname=hostname,
@@ -497,7 +495,7 @@ class _Loader:
             storage=self.storage(d.get("storage", None), f"{where}.storage"),
             power_type=self.string(d.get("power_type", base.power_type), f"{where}.power_type"),
             power_parameters={str(k): str(v) for k, v in params.items()},
-            enlisted=bool(enlisted),
+            enlisted=enlisted,
             status=status or "Ready",
             zone=self.string(d.get("zone", base.zone), f"{where}.zone"),
             pool=self.string(d.get("pool", base.pool), f"{where}.pool"),

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,7 +96,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeLab]:
 
 def test_every_inventory_host_answers_ssh_at_its_maas_address_with_the_operator_key_and_jujus_host_key(
         kube: KubeLab) -> None:
-    key = kube.inventory.parent.parent / "keys" / "id_ed25519"
+    key, _public = operator_key(kube.info)
     machines = kube.maas_machines()
     ids = kube.store().identities("juju-machine")
     reported = juju_host_keys(kube, ids)
@@ -117,7 +116,7 @@ def test_every_inventory_host_answers_ssh_at_its_maas_address_with_the_operator_
 
 
 def test_a_file_written_on_one_host_is_seen_nowhere_else(kube: KubeLab) -> None:
-    key = kube.inventory.parent.parent / "keys" / "id_ed25519"
+    key, _public = operator_key(kube.info)
     addresses = {h: m["ip_addresses"][0] for h, m in kube.maas_machines().items()}
     first, *others = sorted(addresses)
     marker = f"written-on-{first}"
@@ -131,7 +130,7 @@ def test_a_file_written_on_one_host_is_seen_nowhere_else(kube: KubeLab) -> None:
 
 
 def test_hosts_have_a_stock_shell_not_the_build_machines(kube: KubeLab) -> None:
-    key = kube.inventory.parent.parent / "keys" / "id_ed25519"
+    key, _public = operator_key(kube.info)
     address = next(iter(kube.maas_machines().values()))["ip_addresses"][0]
     with connect(address, key) as conn:
         assert sh(conn, "cat ~/.bashrc").stdout == Path("/etc/skel/.bashrc").read_text()
@@ -161,7 +160,7 @@ def maas_gpu_addresses(info: control.LabInfo) -> dict[str, list[str]]:
 
 
 def test_gpu_tools_show_gpus_only_on_gpu_hosts_where_maas_saw_them(kube: KubeLab) -> None:
-    key = kube.inventory.parent.parent / "keys" / "id_ed25519"
+    key, _public = operator_key(kube.info)
     in_maas = maas_gpu_addresses(kube.info)
     for hostname, machine in kube.maas_machines().items():
         gpus = 8 if hostname == "node-04" else 0
@@ -289,9 +288,7 @@ def test_host_boot_spec_with_private_keys_never_stays_on_disk(bare_lab: control.
     deploy(bare_lab, "node-02", public)
     leftovers = [p for p in (bare_lab.dir / "hosts").iterdir() if p.name.endswith(".boot.json")]
     assert leftovers == []
-    with urllib.request.urlopen(bare_lab.control_url + "state") as answer:
-        state = json.loads(answer.read())
-    assert "PRIVATE KEY" not in json.dumps(state)
+    assert "PRIVATE KEY" not in json.dumps(control.read_state(bare_lab))
 
 
 def test_lab_status_lists_each_host_at_its_maas_address(kube: KubeLab) -> None:

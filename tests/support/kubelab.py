@@ -29,8 +29,7 @@ class KubeLab:
         self.tmp = tmp
         self.info = info
         self.inventory = info.inventory
-        record = json.loads((info.dir / "lab.json").read_text())
-        self.juju_url = str(record["juju_control_url"])
+        self.juju_url = info.juju_control_url
         self.stdout = self.stderr = ""
 
     # -- the emulators' control APIs -----------------------------------------------------------
@@ -43,8 +42,7 @@ class KubeLab:
             return json.loads(answer.read())
 
     def maas_events(self, since: int = 0) -> list[dict[str, Any]]:
-        doc = self._call(f"{self.info.control_url}events?since={since}")
-        return list(doc["events"] if isinstance(doc, dict) else doc)
+        return list(self._call(f"{self.info.control_url}events?since={since}")["events"])
 
     def maas_seq(self) -> int:
         return int(self._call(self.info.control_url + "state")["last_seq"])

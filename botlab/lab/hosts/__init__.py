@@ -5,6 +5,6 @@ network, mount, UTS and PID namespaces, on an overlay of this machine's root fil
 the program that runs as PID 1 inside each host (so this package imports nothing eagerly:
 every host pays for what PID 1 imports); `network.py` the bridge and veth pairs; `rootfs.py`
 what a fresh host's root holds (users, keys, sshd config, host tools); `charms.py` what the
-Juju emulator's charms do on hosts. `manager.hosts_supported()` says whether this process
-can create hosts (root, iproute2, util-linux, sshd).
+Juju emulator's charms do on hosts. `network.hosts_supported()` (also importable from
+manager) says whether this process can create hosts (root, iproute2, util-linux, sshd).
 """

@@ -26,6 +26,9 @@ from botlab.lab.hosts.rootfs import HostSpec, prepare
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC = 1, 2, 4, 8, 4096, 16384
 _libc = ctypes.CDLL(None, use_errno=True)
 BOOT_SERVICES_TIMEOUT_S = 15.0
+# What programs started in a host run with, as on a fresh OS. The PATH is the host tools'
+# hostlib.SEARCH_PATH, written out: PID 1 of every host would pay for importing hostlib.
+HOST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
 def mount(source: str, target: Path | str, fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
@@ -69,15 +72,15 @@ def build_root(spec: HostSpec) -> Path:
 
 
 def default_signals() -> None:
-    """In a child, before exec: undo PID 1's blocked signals (a signal mask is inherited,
-    and sshd, its sessions and services must get SIGTERM, SIGINT and SIGCHLD as usual)."""
+    """In a child, before exec: undo the signals its parent blocks (a signal mask is inherited:
+    PID 1 blocks SIGTERM, SIGINT and SIGCHLD, the lab daemon SIGTERM in every thread), so that
+    the host, sshd, its sessions and services get them as usual."""
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 def start_sshd() -> subprocess.Popen[str]:
     """Start sshd and return once it listens (it says so on stderr with -e)."""
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-    sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"], env=env,
+    sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"], env=HOST_ENV,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             preexec_fn=default_signals)
     assert sshd.stderr is not None
@@ -103,12 +106,11 @@ def boot(spec: HostSpec) -> subprocess.Popen[str]:
     prepare(root, spec)
     os.chroot(root)
     os.chdir("/")
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
     if Path("/usr/bin/systemctl").exists():
         # Enabled services start before sshd, as on a real boot; one that hangs does not stop
         # the boot (systemd would go on with the others too).
         try:
-            subprocess.run(["/usr/bin/systemctl", "--lab-boot"], env=env, stdin=subprocess.DEVNULL,
+            subprocess.run(["/usr/bin/systemctl", "--lab-boot"], env=HOST_ENV, stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
                            preexec_fn=default_signals, timeout=BOOT_SERVICES_TIMEOUT_S)
         except subprocess.TimeoutExpired:

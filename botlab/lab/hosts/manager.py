@@ -24,24 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from botlab.lab.hosts import cloudinit, names, network
-from botlab.lab.hosts.network import HostError
+from botlab.lab.hosts.boot import HOST_ENV, default_signals
+from botlab.lab.hosts.network import HostError, hosts_supported  # re-exported: callers import them from here
 from botlab.lab.hosts.rootfs import HostSpec
 from botlab.lab.maas.hostbackend import BootRequest
 from botlab.lab.spec import LabSpec, MachineSpec, gpu_pci_address
 
 BOOT_TIMEOUT_S = 30.0
-
-
-def hosts_supported() -> str | None:
-    """None when this process can create lab hosts, else why not."""
-    if os.geteuid() != 0:
-        return "lab hosts need root (network and mount namespaces); run as root or without hosts"
-    for tool in ("ip", "nsenter", "unshare"):
-        if shutil.which(tool) is None:
-            return f"lab hosts need `{tool}` (util-linux, iproute2)"
-    if not Path("/usr/sbin/sshd").exists():
-        return "lab hosts need OpenSSH's sshd (apt-get install openssh-server; `make install` does it)"
-    return None
 
 
 @dataclass
@@ -103,7 +92,7 @@ class HostManager:
         self.lab_dir = lab_dir.resolve()
         self.lab = names.lab_id(self.lab_dir)
         self.spec = spec
-        self.state_dir = self.lab_dir / "hosts"
+        self.state_dir = self.lab_dir / network.HOSTS_DIR
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lab-host")
         self._lock = threading.Lock()
         self._hosts: dict[str, Host] = {}  # by system id
@@ -115,8 +104,7 @@ class HostManager:
 
     def start(self) -> None:
         """Remove what a crashed run of this lab left behind, then make the lab bridge."""
-        network.sweep(self.lab)
-        shutil.rmtree(self.state_dir, ignore_errors=True)
+        network.sweep_lab(self.lab_dir)
         self.state_dir.mkdir(mode=0o700, parents=True)
         net = self.spec.network
         network.ensure_bridge(self.lab, net.cidr, net.gateway_ip)
@@ -129,8 +117,7 @@ class HostManager:
             hosts, self._hosts = list(self._hosts.values()), {}
         for host in hosts:
             self._stop_host(host)
-        network.sweep(self.lab)
-        shutil.rmtree(self.state_dir, ignore_errors=True)
+        network.sweep_lab(self.lab_dir)
         self._started = False
 
     # --- the MAAS emulator's HostBackend ---------------------------------------------------
@@ -187,11 +174,9 @@ class HostManager:
         host = self.host(hostname)
         if host is None:
             raise HostError(f"no lab host {hostname} is running")
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
-               "HOME": "/root"}
         return subprocess.run(["nsenter", "-t", str(host.pid), "-m", "-u", "-n", "-p", "-r", "-w", "--", *argv],
-                              input=input, capture_output=True, text=True, timeout=timeout, env=env,
-                              preexec_fn=_default_signals)
+                              input=input, capture_output=True, text=True, timeout=timeout,
+                              env={**HOST_ENV, "HOME": "/root"}, preexec_fn=default_signals)
 
     def describe(self) -> list[dict[str, Any]]:
         return [h.describe() for h in self.hosts()]
@@ -231,7 +216,7 @@ class HostManager:
                      "--kill-child", "--propagation", "private", sys.executable, "-m", "botlab.lab.hosts.boot",
                      str(spec_file)],
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
-                    preexec_fn=_default_signals,
+                    preexec_fn=default_signals,
                 )
             self._wait_ready(process, request.hostname)
             pid = _only_child(process.pid)
@@ -277,11 +262,6 @@ class HostManager:
             host.process.wait()
         network.remove_host(host.netns)
         shutil.rmtree(self.state_dir / host.hostname, ignore_errors=True)
-
-
-def _default_signals() -> None:
-    """In the child: the lab daemon blocks SIGTERM in every thread; the host must not."""
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 def _only_child(pid: int) -> int:

@@ -3,6 +3,9 @@ gateway address, and per host a network namespace joined to it by a veth pair.
 
 Only addresses inside the lab network are ever configured, and each belongs to a namespace
 the lab created, so traffic to them never leaves this machine.
+
+It imports only the standard library (and names.py): `botlab lab start` and `stop` use it to
+check for and clean up hosts without paying for the host manager's imports (the emulator).
 """
 
 from __future__ import annotations
@@ -11,15 +14,31 @@ import contextlib
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from botlab.lab.hosts import names
+
+HOSTS_DIR = "hosts"  # the lab folder's subfolder for its hosts' state (HostManager.state_dir)
 
 
 class HostError(RuntimeError):
     """A lab host could not be created, reached or removed; the message says which and why."""
+
+
+def hosts_supported() -> str | None:
+    """None when this process can create lab hosts, else why not."""
+    if os.geteuid() != 0:
+        return "lab hosts need root (network and mount namespaces); run as root or without hosts"
+    for tool in ("ip", "nsenter", "unshare"):
+        if shutil.which(tool) is None:
+            return f"lab hosts need `{tool}` (util-linux, iproute2)"
+    if not Path("/usr/sbin/sshd").exists():
+        return "lab hosts need OpenSSH's sshd (apt-get install openssh-server; `make install` does it)"
+    return None
 
 
 def ip(*args: str, check: bool = True) -> str:
@@ -101,6 +120,11 @@ def remove_host(netns: str) -> None:
     """Remove a host's namespace (its veth pair goes with it); nothing when it is not there."""
     if netns not in namespaces():
         return
+    _delete(netns)
+
+
+def _delete(netns: str) -> None:
+    """Kill what runs in an existing namespace, then delete it (its veth pair goes with it)."""
     kill_namespace_processes(netns)
     ip("netns", "del", netns)
 
@@ -110,10 +134,18 @@ def sweep(lab: str) -> list[str]:
     removed: list[str] = []
     for netns in namespaces():
         if netns.startswith(names.netns_prefix(lab)):
-            remove_host(netns)
+            _delete(netns)
             removed.append(f"netns {netns}")
     for link in links():
         if link.startswith(names.link_prefixes(lab)):
             ip("link", "del", link, check=False)
             removed.append(f"link {link}")
+    return removed
+
+
+def sweep_lab(lab_dir: Path) -> list[str]:
+    """Remove every namespace and interface of the lab in `lab_dir` and its hosts' state folder
+    (also what a crashed or killed lab left behind); returns what was removed from the kernel."""
+    removed = sweep(names.lab_id(lab_dir))
+    shutil.rmtree(lab_dir / HOSTS_DIR, ignore_errors=True)
     return removed

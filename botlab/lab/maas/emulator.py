@@ -29,18 +29,17 @@ class _LoopScheduler:
         self.lock = lock
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
-        def run() -> None:
-            with self.lock:
-                callback()
-
-        return self.loop.call_later(delay, run)
+        return self.loop.call_later(delay, self._locked(callback))
 
     def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
+        self.loop.call_soon_threadsafe(self._locked(callback))
+
+    def _locked(self, callback: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             with self.lock:
                 callback()
 
-        self.loop.call_soon_threadsafe(run)
+        return run
 
 
 class MaasEmulator(StartStop):

@@ -528,7 +528,6 @@ class MaasModel:
     def delete_machine(self, m: Machine) -> None:
         self._cancel(m)
         self._power_off(m)
-        self._free_ips(m)
         del self.machines[m.system_id]
         # The box is still in the rack and powered: it PXE-boots again, waiting to be added.
         if m.hardware is not None:
@@ -750,9 +749,14 @@ class MaasModel:
         self._set_status(m, Status.DEPLOYED, "Deployed")
 
     def _power_off(self, m: Machine) -> None:
-        """The machine's OS goes away (release, abort, delete): its lab host is wiped."""
+        """The machine's OS goes away (release, abort, delete): its lab host is wiped and its
+        addresses are free again."""
         if self.hosts is not None:
             self.hosts.shutdown(m.system_id)
+        for i in m.interfaces:
+            if i.ip:
+                self._used_ips.discard(i.ip)
+                i.ip = None
 
     def release(self, m: Machine, params: Params) -> Machine:
         if m.status in (Status.READY, Status.RELEASING, Status.DISK_ERASING):
@@ -762,7 +766,6 @@ class MaasModel:
         self._check_unlocked(m)
         self._cancel(m)
         self._power_off(m)
-        self._free_ips(m)
         m.erasing = any(params.flag(p) for p in ("erase", "secure_erase", "quick_erase"))
         if m.erasing:
             self._set_status(m, Status.DISK_ERASING, "Erasing disks")
@@ -791,7 +794,6 @@ class MaasModel:
         elif m.status == Status.DEPLOYING:
             self._cancel(m)
             self._power_off(m)
-            self._free_ips(m)
             self._set_status(m, Status.ALLOCATED, comment or "Aborted deployment")
         elif m.status == Status.DISK_ERASING:
             self._cancel(m)
@@ -1044,12 +1046,6 @@ class MaasModel:
                 m.interfaces[0].ip = ip
                 return
         raise ApiError(503, f"No more IPs available in subnet {self.spec.network.cidr}.")
-
-    def _free_ips(self, m: Machine) -> None:
-        for i in m.interfaces:
-            if i.ip:
-                self._used_ips.discard(i.ip)
-                i.ip = None
 
     def _new_system_id(self, seed_text: str) -> str:
         # Derived from the first MAC, so a machine keeps its system_id from run to run.
