@@ -196,6 +196,12 @@ def _unit_from_status(name: str, unit: Any, principal: str, machine: str = "") -
     )
 
 
+def _status_field(data: Mapping[str, Any], key: str, part: str) -> str:
+    """`part` ("current" or "message") of the status block `key` of an AllWatcher entity,
+    as text ("" if absent)."""
+    return str((data.get(key) or {}).get(part) or "")
+
+
 def status_from_watcher(name: str, uuid: str, model: Any) -> ModelStatus:
     """The same view from libjuju's AllWatcher state (no request); machines' constraints are
     not in the watcher's data (MAAS's tags in their hardware are)."""
@@ -209,10 +215,10 @@ def status_from_watcher(name: str, uuid: str, model: Any) -> ModelStatus:
             hardware=f"tags={','.join(tags)}" if tags else "",
             hostname=str(data.get("hostname") or ""),
             instance_id=str(data.get("instance-id") or ""),
-            instance_status=str((data.get("instance-status") or {}).get("current") or ""),
-            instance_message=str((data.get("instance-status") or {}).get("message") or ""),
-            agent_status=str((data.get("agent-status") or {}).get("current") or ""),
-            agent_message=str((data.get("agent-status") or {}).get("message") or ""),
+            instance_status=_status_field(data, "instance-status", "current"),
+            instance_message=_status_field(data, "instance-status", "message"),
+            agent_status=_status_field(data, "agent-status", "current"),
+            agent_message=_status_field(data, "agent-status", "message"),
             base=str(data.get("base") or ""),
             parent=mid.rsplit("/", 2)[0] if "/" in mid else "",
         )
@@ -223,8 +229,8 @@ def status_from_watcher(name: str, uuid: str, model: Any) -> ModelStatus:
             charm=charm_name(str(data.get("charm-url") or "")),
             exposed=bool(data.get("exposed")),
             subordinate=bool(data.get("subordinate")),
-            status=str((data.get("status") or {}).get("current") or ""),
-            status_message=str((data.get("status") or {}).get("message") or ""),
+            status=_status_field(data, "status", "current"),
+            status_message=_status_field(data, "status", "message"),
         )
     for unit_name, unit in list(model.units.items()):
         data = unit.safe_data or {}
@@ -232,10 +238,10 @@ def status_from_watcher(name: str, uuid: str, model: Any) -> ModelStatus:
             name=unit_name,
             application=str(data.get("application") or unit_name.split("/")[0]),
             machine=str(data.get("machine-id") or ""),
-            workload=str((data.get("workload-status") or {}).get("current") or ""),
-            workload_message=str((data.get("workload-status") or {}).get("message") or ""),
-            agent=str((data.get("agent-status") or {}).get("current") or ""),
-            agent_message=str((data.get("agent-status") or {}).get("message") or ""),
+            workload=_status_field(data, "workload-status", "current"),
+            workload_message=_status_field(data, "workload-status", "message"),
+            agent=_status_field(data, "agent-status", "current"),
+            agent_message=_status_field(data, "agent-status", "message"),
             principal=str(data.get("principal") or ""),
         )
     for rel in list(model.relations):
@@ -250,6 +256,11 @@ def status_from_watcher(name: str, uuid: str, model: Any) -> ModelStatus:
 
 
 # --- errors -------------------------------------------------------------------------------------
+
+
+def _result_errors(result: Any) -> list[str]:
+    """Juju's messages for the items of a bulk call's answer that failed."""
+    return [r.error.message for r in getattr(result, "results", None) or [] if getattr(r, "error", None)]
 
 
 def _juju_message(exc: BaseException) -> str:
@@ -329,7 +340,6 @@ class MachineRequest:
 
 @dataclass(frozen=True)
 class AddedMachine:
-    request: MachineRequest
     machine: str = ""  # the new machine's id
     error: str = ""
 
@@ -345,7 +355,6 @@ class JujuDriver:
         self._model: Any = None
         self._model_name = ""
         self._changed = asyncio.Event()
-        self.requests = 0
 
     # -- connecting ------------------------------------------------------------------------------
 
@@ -424,7 +433,6 @@ class JujuDriver:
 
         delays: Sequence[float | None] = (*READ_RETRY_DELAYS, None) if read else (None,)
         for attempt, delay in enumerate(delays):
-            self.requests += 1
             try:
                 return await fn()
             except StageError:
@@ -476,19 +484,22 @@ class JujuDriver:
         model = await self._call("create model", _add, where=f"model {name}")
         self._adopt(model, name)
 
-    async def open_model(self, name: str) -> None:
-        """Connect to model `name` (its AllWatcher starts feeding `live()`)."""
+    async def open_model(self, name: str, uuid: str | None = None) -> None:
+        """Connect to model `name` (its AllWatcher starts feeding `live()`); given its `uuid`
+        (from `model_uuids`), without listing the models again."""
         if self._model is not None and self._model_name == name:
             return
-        uuids = await self.model_uuids()
-        if name not in uuids:
-            raise StageError(f"model {name} does not exist", system="Juju", operation="connect model",
-                             where=f"controller {self.controller_name}")
+        if uuid is None:
+            uuids = await self.model_uuids()
+            if name not in uuids:
+                raise StageError(f"model {name} does not exist", system="Juju", operation="connect model",
+                                 where=f"controller {self.controller_name}")
+            uuid = uuids[name]
         from juju.model import Model
 
         model = Model(jujudata=self._jujudata)
         params = dict(self._controller.connection().connect_params())
-        params["uuid"] = uuids[name]
+        params["uuid"] = uuid
 
         async def _connect() -> None:
             await model.connect(**params)
@@ -514,6 +525,12 @@ class JujuDriver:
     @property
     def model_uuid(self) -> str:
         return str(self.model.info.uuid)
+
+    def _facade(self, name: str) -> Any:
+        """libjuju's generated client of facade `name` (`client.<name>Facade`) on the open model."""
+        from juju.client import client
+
+        return getattr(client, f"{name}Facade").from_connection(self.model.connection())
 
     async def destroy_model(self, name: str, timeout: float) -> None:
         """DestroyModels, then wait until the controller no longer lists it."""
@@ -569,9 +586,7 @@ class JujuDriver:
 
     async def application_config(self, application: str) -> dict[str, Any]:
         """Option -> current value (options without one are left out)."""
-        from juju.client import client
-
-        facade = client.ApplicationFacade.from_connection(self.model.connection())
+        facade = self._facade("Application")
         got = await self._call("read config", lambda: facade.Get(application=application),
                                where=application, read=True)
         out: dict[str, Any] = {}
@@ -587,10 +602,9 @@ class JujuDriver:
         user = str(self._controller.connection().info["user-info"]["identity"]).removeprefix("user-")
 
         async def _add() -> None:
-            result = await model.add_ssh_key(user, key)
-            for item in getattr(result, "results", None) or []:
-                if getattr(item, "error", None):
-                    raise StageError(item.error.message, system="Juju", operation="add ssh key")
+            errors = _result_errors(await model.add_ssh_key(user, key))
+            if errors:
+                raise StageError(errors[0], system="Juju", operation="add ssh key")
 
         await self._call("add ssh key", _add, where=f"model {self._model_name}")
 
@@ -600,7 +614,7 @@ class JujuDriver:
         from juju.client import client
         from juju.constraints import parse as parse_constraints
 
-        facade = client.MachineManagerFacade.from_connection(self.model.connection())
+        facade = self._facade("MachineManager")
         out: list[AddedMachine] = []
         for i in range(0, len(requests), ADD_MACHINES_BATCH):
             batch = list(requests[i: i + ADD_MACHINES_BATCH])
@@ -618,9 +632,9 @@ class JujuDriver:
                 return await facade.AddMachines(params=ps)
 
             result = await self._call("add machines", _add, where=where)
-            for req, item in zip(batch, result.machines or [], strict=False):
+            for item in (result.machines or [])[: len(batch)]:  # one answer per request
                 error = getattr(item, "error", None)
-                out.append(AddedMachine(req, str(item.machine or ""), error.message if error else ""))
+                out.append(AddedMachine(str(item.machine or ""), error.message if error else ""))
         return out
 
     async def annotate(self, entities: Mapping[str, Mapping[str, str]]) -> None:
@@ -629,38 +643,38 @@ class JujuDriver:
             return
         from juju.client import client
 
-        facade = client.AnnotationsFacade.from_connection(self.model.connection())
+        facade = self._facade("Annotations")
         params = [client.EntityAnnotations(entity=tag, annotations=dict(values)) for tag, values in entities.items()]
         result = await self._call("set annotations", lambda: facade.Set(annotations=params))
-        errors = [r.error.message for r in getattr(result, "results", None) or [] if getattr(r, "error", None)]
+        errors = _result_errors(result)
         if errors:
             raise StageError("; ".join(errors), system="Juju", operation="set annotations")
 
     async def deploy(self, application: str, charm: str, *, channel: str | None, base: str | None,
-                     config: Mapping[str, str], constraints: Mapping[str, Any] | None) -> None:
-        """Deploy `charm` from Charmhub as `application` with no units."""
+                     config: Mapping[str, str], constraints: str) -> None:
+        """Deploy `charm` from Charmhub as `application` with no units; `constraints` as a
+        bundle writes them (`cores=4 mem=8G`), "" for none."""
+        from juju.constraints import parse as parse_constraints
+
         model = self.model
+        parsed = parse_constraints(constraints) if constraints else None
 
         async def _deploy() -> None:
             await model.deploy(charm, application_name=application, channel=channel, base=base or None,
-                               config=dict(config), constraints=dict(constraints) if constraints else None,
+                               config=dict(config), constraints=dict(parsed) if parsed else None,
                                num_units=0)
 
         await self._call("deploy", _deploy, where=application)
 
-    async def add_units(self, application: str, placements: Sequence[str | None]) -> list[str]:
-        """Application.AddUnits: one unit per placement (`"3"`, `"lxd:0"`, or None for a new
-        machine), in one request; returns the new units' names."""
-        from juju.client import client
+    async def add_units(self, application: str, placements: Sequence[str]) -> list[str]:
+        """Application.AddUnits: one unit per placement (`"3"`, `"lxd:0"`), in one request;
+        returns the new units' names."""
         from juju.placement import parse as parse_placement
 
-        facade = client.ApplicationFacade.from_connection(self.model.connection())
-        placed = [p for p in placements if p]
+        facade = self._facade("Application")
         directives: list[Any] = []
-        for p in placed:
+        for p in placements:
             directives.extend(parse_placement(p) or [])
-        if placed and len(placed) != len(placements):
-            raise ValueError("add_units: mix placed and unplaced units in separate calls")
 
         async def _add() -> Any:
             return await facade.AddUnits(application=application, num_units=len(placements),
@@ -687,13 +701,11 @@ class JujuDriver:
 
     async def resolve(self, unit: str) -> None:
         """ResolveUnitErrors with retry (`juju resolved <unit>`): the failed hook runs again."""
-        from juju.client import client
-
-        facade = client.ApplicationFacade.from_connection(self.model.connection())
+        facade = self._facade("Application")
         entities = {"entities": [{"tag": "unit-" + unit.replace("/", "-")}]}
         result = await self._call(
             "resolve unit", lambda: facade.ResolveUnitErrors(all_=False, retry=True, tags=entities), where=unit)
-        errors = [r.error.message for r in getattr(result, "results", None) or [] if getattr(r, "error", None)]
+        errors = _result_errors(result)
         if errors and not all("not in an error state" in e for e in errors):
             raise StageError("; ".join(errors), system="Juju", operation="resolve unit", where=unit)
 
@@ -718,9 +730,7 @@ class JujuDriver:
                                  f" {status() or 'pending'})", system="Juju", operation=f"run {action}",
                                  where=unit)
             await self.changed(min(1.0, max(0.0, deadline - time.monotonic())))
-        from juju.client import client
-
-        facade = client.ActionFacade.from_connection(model.connection())
+        facade = self._facade("Action")
         got = await self._call(f"read {action} results",
                                lambda: facade.Actions(entities=[{"tag": f"action-{started.entity_id}"}]),
                                where=unit, read=True)

@@ -93,7 +93,6 @@ class MaasDriver:
         self._slots = asyncio.Semaphore(concurrency)
         self.key_source = key_source
         self.url = url
-        self.requests = 0
 
     @classmethod
     async def connect(cls, inventory: Inventory, environ: Mapping[str, str]) -> MaasDriver:
@@ -121,7 +120,6 @@ class MaasDriver:
 
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):
             async with self._slots:
-                self.requests += 1
                 try:
                     return await fn()
                 except CallError as exc:

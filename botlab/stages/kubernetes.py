@@ -15,20 +15,22 @@ import asyncio
 import hashlib
 import os
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botlab.bundle import render_bundle
 from botlab.errors import InputError, Problem, StageError
 from botlab.pipeline import Change, Check, Stage
-from botlab.stages.enlist import pin_tag
+from botlab.stages.enlist import ALLOCATED, DEPLOYED, DEPLOYING, DISK_ERASING, RELEASING, pin_tag
 from botlab.stages.kubernetes_diff import (
     BundleProblem,
     Current,
     Diff,
+    Settle,
     Wanted,
     diff,
+    host_lookup,
     match_machines,
     option_text,
     read_bundle,
@@ -37,7 +39,7 @@ from botlab.stages.kubernetes_diff import (
 
 if TYPE_CHECKING:
     from botlab.context import StageContext
-    from botlab.drivers.juju import JujuDriver
+    from botlab.drivers.juju import JujuDriver, ModelStatus
     from botlab.inventory import Inventory
 
 IDENTITY = "juju-machine"  # identities: hostname -> Juju machine id in the lab's model
@@ -45,7 +47,7 @@ SETTLE_S = 1.0  # everything settled for this long (no hook started meanwhile) e
 REFRESH_S = 5.0  # the live display refreshes elapsed times at least this often
 ACTION_TIMEOUT_S = 300.0
 KUBECONFIG = "kubeconfig"  # in the state folder
-MAAS_IN_USE = frozenset({6, 9, 10, 12, 14})  # Deployed, Deploying, Allocated, Releasing, Disk erasing
+MAAS_IN_USE = frozenset({DEPLOYED, DEPLOYING, ALLOCATED, RELEASING, DISK_ERASING})
 SHOWN_PENDING = 12  # pending items named in a timeout message
 
 
@@ -60,8 +62,8 @@ def wanted_state(inv: Inventory) -> Wanted:
 
 
 def operator_key(inv: Inventory) -> str:
-    """The operator's public key line (ssh.public_key)."""
-    path = inv.ssh.public_key if inv.ssh.public_key.is_absolute() else inv.folder / inv.ssh.public_key
+    """The operator's public key line (ssh.public_key; the inventory made the path absolute)."""
+    path = inv.ssh.public_key
     try:
         lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
     except OSError as exc:
@@ -76,6 +78,12 @@ def operator_key(inv: Inventory) -> str:
 def key_name(key: str) -> str:
     parts = key.split()
     return parts[2] if len(parts) > 2 else parts[0]
+
+
+def _settle_state(inv: Inventory, wanted: Wanted, status: ModelStatus, ids: Mapping[str, str]) -> Settle:
+    """`settle` with the inventory's container runtime and GPU hosts."""
+    return settle(wanted, status, ids, docker=inv.kubernetes.container_runtime == "docker",
+                  gpu_hosts={m.hostname for m in inv.with_role("gpu")})
 
 
 async def _all(work: Iterable[Awaitable[Any]]) -> list[Any]:
@@ -124,28 +132,36 @@ class KubernetesStage(Stage):
 
     # -- reading the world -----------------------------------------------------------------
 
-    async def _read(self, ctx: StageContext, juju: JujuDriver, wanted: Wanted, *, exists: bool) -> Current:
-        if not exists:
+    @staticmethod
+    async def _model_uuid(ctx: StageContext, juju: JujuDriver) -> str | None:
+        """The lab's model's UUID; None while there is no such model."""
+        return (await juju.model_uuids()).get(ctx.inventory.juju.model)
+
+    async def _read(self, ctx: StageContext, juju: JujuDriver, wanted: Wanted, uuid: str | None) -> Current:
+        if uuid is None:
             return Current()
-        await juju.open_model(ctx.inventory.juju.model)
+        await juju.open_model(ctx.inventory.juju.model, uuid)
         status = await juju.status()
         keys = await juju.ssh_keys()
         with_options = [a.name for a in wanted.applications.values() if a.options and a.name in status.applications]
         configs = await _all(juju.application_config(name) for name in with_options)
-        return Current(True, status, dict(zip(with_options, configs, strict=True)), keys)
+        return Current(status, dict(zip(with_options, configs, strict=True)), keys)
 
-    async def _diff(self, ctx: StageContext, juju: JujuDriver, wanted: Wanted) -> tuple[Current, Diff]:
-        inv = ctx.inventory
-        exists = inv.juju.model in await juju.model_uuids()
-        current = await self._read(ctx, juju, wanted, exists=exists)
-        return current, diff(wanted, current, operator_key(inv), ctx.identities(IDENTITY))
+    async def _diff(self, ctx: StageContext, juju: JujuDriver, wanted: Wanted, *, uuid: str | None, key: str,
+                    recorded: Mapping[str, str]) -> tuple[Current, Diff]:
+        """The model (`uuid`; None: absent) read and diffed against `wanted`, given the
+        operator's key and the machine ids botlab recorded."""
+        current = await self._read(ctx, juju, wanted, uuid)
+        return current, diff(wanted, current, key, recorded)
 
     async def plan(self, ctx: StageContext) -> list[Change]:
         inv = ctx.inventory
         wanted = wanted_state(inv)
         juju = await ctx.drivers.juju()
-        _current, d = await self._diff(ctx, juju, wanted)
-        return d.changes(inv.juju.model, inv.juju.controller, key_name(operator_key(inv)))
+        key = operator_key(inv)
+        _current, d = await self._diff(ctx, juju, wanted, uuid=await self._model_uuid(ctx, juju), key=key,
+                                       recorded=ctx.identities(IDENTITY))
+        return d.changes(inv.juju.model, inv.juju.controller, key_name(key))
 
     # -- apply ---------------------------------------------------------------------------------
 
@@ -155,13 +171,16 @@ class KubernetesStage(Stage):
         wanted = wanted_state(inv)
         key = operator_key(inv)
         juju = await ctx.drivers.juju()
-        created = model not in await juju.model_uuids()
+        uuid = await self._model_uuid(ctx, juju)
+        created = uuid is None
         if created:
             ctx.set_progress("model", "creating", model)
             await juju.create_model(model, inv.juju.cloud, juju.client_key() or key)
-            ctx.set_progress("model", "created", f"{model} ({juju.model_uuid})")
+            uuid = juju.model_uuid
+            ctx.set_progress("model", "created", f"{model} ({uuid})")
             ctx.note(f"created model {model} on controller {inv.juju.controller}")
-        current, d = await self._diff(ctx, juju, wanted)
+        recorded = ctx.identities(IDENTITY)
+        current, d = await self._diff(ctx, juju, wanted, uuid=uuid, key=key, recorded=recorded)
         if d.conflicts:
             raise StageError(
                 "; ".join(f"{c.target}: {c.reason}" for c in d.conflicts), system="Juju",
@@ -172,7 +191,6 @@ class KubernetesStage(Stage):
             ctx.note(f"authorized the operator's key {key_name(key)} in model {model}")
 
         ids = dict(d.machine_ids)
-        recorded = ctx.identities(IDENTITY)
         for host, mid in ids.items():
             if recorded.get(host) != mid:
                 ctx.set_identity(IDENTITY, host, mid)
@@ -234,13 +252,8 @@ class KubernetesStage(Stage):
     async def _deploy(self, ctx: StageContext, juju: JujuDriver, name: str, wanted: Wanted) -> None:
         app = wanted.applications[name]
         options = {k: option_text(v) for k, v in app.options.items()}
-        constraints = None
-        if app.constraints:
-            from juju.constraints import parse as parse_constraints
-
-            constraints = parse_constraints(app.constraints)
         await juju.deploy(name, app.charm, channel=app.channel, base=app.base or None, config=options,
-                          constraints=constraints)
+                          constraints=app.constraints)
         ctx.event(f"deployed {name} (charm {app.charm}{' from ' + app.channel if app.channel else ''})")
 
     async def _add_units(self, ctx: StageContext, juju: JujuDriver, app: str, directives: list[str]) -> None:
@@ -257,14 +270,12 @@ class KubernetesStage(Stage):
         timeout = inv.kubernetes.timeout
         began = time.monotonic()
         deadline = began + timeout
-        docker = inv.kubernetes.container_runtime == "docker"
-        gpu_hosts = {m.hostname for m in inv.with_role("gpu")}
         shown: dict[str, tuple[str, str]] = {}
         settled_since: float | None = None
         stale = set(resolved)  # their error is from before `juju resolved` until seen otherwise
         while True:
             live = juju.live()
-            state = settle(wanted, live, ids, docker=docker, gpu_hosts=gpu_hosts)
+            state = _settle_state(inv, wanted, live, ids)
             for key, row in state.rows.items():
                 if shown.get(key) != row:
                     ctx.show(key, *row)
@@ -356,10 +367,10 @@ class KubernetesStage(Stage):
     def _outputs(self, ctx: StageContext, juju: JujuDriver, wanted: Wanted, ids: dict[str, str],
                  kubeconfig: Path | None) -> dict[str, Any]:
         live = juju.live()
-        host_of = {mid: host for host, mid in ids.items()}
+        host_of = host_lookup(ids)
         units: dict[str, list[str]] = {host: [] for host in ids}
         for unit in live.units.values():
-            host = host_of.get(unit.machine.split("/")[0])
+            host = host_of(unit.machine)
             if host and unit.application in wanted.applications and not unit.principal:
                 units[host].append(unit.name)
         inv = ctx.inventory
@@ -379,9 +390,10 @@ class KubernetesStage(Stage):
         inv = ctx.inventory
         wanted = wanted_state(inv)
         juju = await ctx.drivers.juju()
-        current, d = await self._diff(ctx, juju, wanted)
+        current, d = await self._diff(ctx, juju, wanted, uuid=await self._model_uuid(ctx, juju),
+                                      key=operator_key(inv), recorded=ctx.identities(IDENTITY))
         model = f"model {inv.juju.model}"
-        if not current.exists or current.status is None:
+        if current.status is None:
             return [Check(model, False, f"not on controller {inv.juju.controller}")]
         checks = [Check(model, True, current.status.uuid)]
         missing = [c for c in d.changes(inv.juju.model, inv.juju.controller, "") if not c.is_noop]
@@ -390,9 +402,7 @@ class KubernetesStage(Stage):
             checks.append(Check("bundle", False, shown + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")))
         else:
             checks.append(Check("bundle", True, "everything in place"))
-        docker = inv.kubernetes.container_runtime == "docker"
-        state = settle(wanted, current.status, d.machine_ids, docker=docker,
-                       gpu_hosts={m.hostname for m in inv.with_role("gpu")})
+        state = _settle_state(inv, wanted, current.status, d.machine_ids)
         problems = [state.errors[k] for k in sorted(state.errors)] + state.pending
         checks.append(Check("units", not problems, "; ".join(problems[:5]) if problems
                             else f"{len(current.status.units)} unit(s) settled"))
@@ -408,8 +418,9 @@ class KubernetesStage(Stage):
         juju = await ctx.drivers.juju()
         model = inv.juju.model
         hosts: list[str] = []
-        if model in await juju.model_uuids():
-            await juju.open_model(model)
+        uuid = await self._model_uuid(ctx, juju)
+        if uuid is not None:
+            await juju.open_model(model, uuid)
             status = await juju.status()
             wanted = wanted_state(inv)
             hosts = sorted(match_machines(wanted, status, ctx.identities(IDENTITY)))

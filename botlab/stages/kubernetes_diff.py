@@ -9,7 +9,7 @@ why botlab does not use Juju's GetChangesMapArgs (it plans for an empty model on
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,12 +91,6 @@ class Wanted:
     machines: tuple[WantedMachine, ...]
     applications: Mapping[str, WantedApp]
     relations: tuple[WantedRelation, ...]
-
-    def machine(self, hostname: str) -> WantedMachine:
-        for m in self.machines:
-            if m.hostname == hostname:
-                return m
-        raise KeyError(hostname)
 
     def control_plane(self) -> WantedApp | None:
         found = [a for a in self.applications.values() if a.charm == CONTROL_PLANE_CHARM and a.placements]
@@ -217,12 +211,15 @@ def _placement(app: str, text: str, host_of: Mapping[str, str]) -> Placement:
 
 @dataclass
 class Current:
-    """What the model holds, as the diff reads it. `exists` is False before the model does."""
+    """What the model holds, as the diff reads it. `status` is None before the model exists."""
 
-    exists: bool = False
     status: ModelStatus | None = None
     config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # application -> option values
     keys: Sequence[str] = ()  # authorized keys, as full lines
+
+    @property
+    def exists(self) -> bool:
+        return self.status is not None
 
 
 def match_machines(wanted: Wanted, status: ModelStatus | None, recorded: Mapping[str, str]) -> dict[str, str]:
@@ -245,6 +242,13 @@ def match_machines(wanted: Wanted, status: ModelStatus | None, recorded: Mapping
 
 def _id_key(machine_id: str) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in machine_id.split("/"))
+
+
+def host_lookup(ids: Mapping[str, str]) -> Callable[[str], str]:
+    """From hostname -> machine id: a function naming the host a unit's machine is on (the
+    machine itself, `3`, or a container on it, `3/lxd/0`); "" for none of them."""
+    host_of = {mid: host for host, mid in ids.items()}
+    return lambda machine_id: host_of.get(machine_id.split("/")[0], "")
 
 
 def option_text(value: Any) -> str:
@@ -317,20 +321,21 @@ def diff(wanted: Wanted, current: Current, operator_key: str, recorded: Mapping[
     """What apply must do to make the model hold `wanted`. Nothing is ever removed: what the
     model holds beyond the bundle is left as it is."""
     out = Diff()
-    status = current.status if current.exists else None
-    if not current.exists:
+    status = current.status
+    if status is None:
         out.create_model = True
     if not _has_key(current.keys, operator_key):
         out.add_key = True
-    elif current.exists:
+    elif status is not None:
         out.in_place.append(Change("ok", "ssh key", "the operator's key is authorized"))
     ids = match_machines(wanted, status, recorded)
     out.machine_ids = ids
     for m in wanted.machines:
         if m.hostname in ids:
-            j = status.machines[ids[m.hostname]] if status else None
-            state = f"{j.agent_status or 'pending'}" if j else ""
-            out.in_place.append(Change("ok", f"machine {m.hostname}", f"Juju machine {ids[m.hostname]} ({state})"))
+            assert status is not None  # machines are matched in the model only
+            j = status.machines[ids[m.hostname]]
+            out.in_place.append(Change("ok", f"machine {m.hostname}",
+                                       f"Juju machine {ids[m.hostname]} ({j.agent_status or 'pending'})"))
         else:
             out.machines.append(m)
 
@@ -355,7 +360,8 @@ def diff(wanted: Wanted, current: Current, operator_key: str, recorded: Mapping[
                 "conflict", f"application {app.name}",
                 f"deployed from {found.channel}, the bundle asks for {app.channel}: botlab does not"
                 f" refresh charms; run `juju refresh {app.name} --channel {app.channel}`, then `botlab up`"))
-        missing = _missing_units(app, status, ids) if status else list(app.placements)
+        assert status is not None  # `found` is in it
+        missing = _missing_units(app, status, ids)
         if missing:
             out.units[app.name] = missing
         if app.expose and not found.exposed:
@@ -372,7 +378,7 @@ def diff(wanted: Wanted, current: Current, operator_key: str, recorded: Mapping[
                                        else "subordinate, options as in the bundle"))
 
     for rel in wanted.relations:
-        if status is None or not any(_relation_matches(rel, r.endpoints) for r in status.relations):
+        if status is None or not _in_model(rel, status):
             out.relations.append(rel)
     if status is not None and wanted.relations and len(out.relations) < len(wanted.relations):
         out.in_place.append(Change("ok", "relations",
@@ -394,15 +400,10 @@ def _missing_units(app: WantedApp, status: ModelStatus, ids: Mapping[str, str]) 
     for unit in status.units.values():
         if unit.application != app.name or unit.principal or not unit.machine:
             continue
+        head, _, rest = unit.machine.partition("/")  # "0/lxd/1": "0", "lxd/1"
         machine = status.machines.get(unit.machine)
-        container = ""
-        host_machine = unit.machine
-        if machine is not None and machine.parent:
-            host_machine = machine.parent
-            container = unit.machine.split("/")[1] if "/" in unit.machine else ""
-        elif "/" in unit.machine:
-            host_machine, container = unit.machine.split("/")[0], unit.machine.split("/")[1]
-        have[(host_machine, container)] += 1
+        host_machine = machine.parent if machine is not None and machine.parent else head
+        have[(host_machine, rest.partition("/")[0])] += 1
     missing: list[Placement] = []
     for p in app.placements:
         mid = ids.get(p.hostname)
@@ -412,6 +413,10 @@ def _missing_units(app: WantedApp, status: ModelStatus, ids: Mapping[str, str]) 
         else:
             missing.append(p)
     return missing
+
+
+def _in_model(rel: WantedRelation, status: ModelStatus) -> bool:
+    return any(_relation_matches(rel, r.endpoints) for r in status.relations)
 
 
 def _relation_matches(rel: WantedRelation, endpoints: Sequence[tuple[str, str]]) -> bool:
@@ -474,11 +479,8 @@ def settle(wanted: Wanted, status: ModelStatus, ids: Mapping[str, str], *, docke
     """Machines started, every placed unit there, every subordinate on its principals, all
     units settled; errors (a failed hook, a machine MAAS could not deploy) named."""
     out = Settle()
-    host_of = {mid: host for host, mid in ids.items()}
+    host = host_lookup(ids)
     gpu = set(gpu_hosts)
-
-    def host(machine_id: str) -> str:
-        return host_of.get(machine_id.split("/")[0], "")
 
     for m in wanted.machines:
         mid = ids.get(m.hostname)
@@ -502,7 +504,7 @@ def settle(wanted: Wanted, status: ModelStatus, ids: Mapping[str, str], *, docke
             out.rows[m.hostname] = ("started", f"{label} ({j.hostname or m.hostname})")
 
     for rel in wanted.relations:
-        if not any(_relation_matches(rel, r.endpoints) for r in status.relations):
+        if not _in_model(rel, status):
             out.pending.append(f"relation {rel} (not in the model yet)")
     carried_by = _carriers(wanted, status)
     units_by_app: dict[str, list[JujuUnit]] = {}

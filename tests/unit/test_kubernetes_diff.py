@@ -128,7 +128,7 @@ def test_before_the_model_exists_everything_is_to_be_done(wanted: Wanted) -> Non
 
 
 def test_a_complete_model_needs_nothing(wanted: Wanted) -> None:
-    d = diff(wanted, Current(True, complete(wanted), configs(wanted), [KEY.replace("operator@lab", "x")]), KEY, {})
+    d = diff(wanted, Current(complete(wanted), configs(wanted), [KEY.replace("operator@lab", "x")]), KEY, {})
     assert d.empty, d.changes("m", "c", "k")
     assert d.machine_ids == {"cp-01": "0", "gpu-01": "1", "nfs-01": "2"}
     assert all(c.is_noop for c in d.changes("m", "c", "k"))
@@ -145,7 +145,7 @@ def test_a_half_deployed_model_gets_only_what_is_missing(wanted: Wanted) -> None
     cfg = configs(wanted)
     cfg["containerd-gpu"] = {"gpu_driver": "none"}
     cfg["etcd"] = {}  # an option with no value yet
-    d = diff(wanted, Current(True, st, cfg, [KEY]), KEY, {"cp-01": "0"})
+    d = diff(wanted, Current(st, cfg, [KEY]), KEY, {"cp-01": "0"})
     assert not d.create_model and not d.add_key
     assert [m.hostname for m in d.machines] == ["nfs-01"]
     assert [a.name for a in d.deploy] == ["calico"]
@@ -159,7 +159,7 @@ def test_a_channel_or_charm_botlab_would_have_to_replace_is_a_conflict(wanted: W
     st = complete(wanted)
     st.applications["etcd"] = JujuApplication("etcd", "etcd", "1.30/stable")
     st.applications["easyrsa"] = JujuApplication("easyrsa", "vault", "1.31/stable")
-    d = diff(wanted, Current(True, st, configs(wanted), [KEY]), KEY, {})
+    d = diff(wanted, Current(st, configs(wanted), [KEY]), KEY, {})
     reasons = {c.target: c.reason for c in d.conflicts}
     assert "juju refresh etcd --channel 1.31/stable" in reasons["application etcd"]
     assert "runs charm vault" in reasons["application easyrsa"]

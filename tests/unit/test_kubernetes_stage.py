@@ -69,7 +69,7 @@ class FakeJuju:
         assert self.status_ is not None
         return self.status_.uuid
 
-    async def open_model(self, name: str) -> None:
+    async def open_model(self, name: str, uuid: str | None = None) -> None:
         assert self.status_ is not None and name == self.name
 
     async def status(self) -> ModelStatus:
@@ -130,26 +130,25 @@ class FakeJuju:
             host = constraint_values(req.constraints, "tags")[0].split("-pin-")[1]
             self.status_.machines[mid] = JujuMachine(mid, constraints=req.constraints, hostname=host,
                                                      instance_status="running", agent_status="started")
-            out.append(AddedMachine(req, mid))
+            out.append(AddedMachine(mid))
         return out
 
     async def annotate(self, entities: Mapping[str, Mapping[str, str]]) -> None:
         self.calls.append(f"annotate {len(entities)}")
 
     async def deploy(self, application: str, charm: str, *, channel: str | None, base: str | None,
-                     config: Mapping[str, str], constraints: Mapping[str, Any] | None) -> None:
+                     config: Mapping[str, str], constraints: str) -> None:
         assert self.status_ is not None
         self.calls.append(f"deploy {application}")
         self.status_.applications[application] = JujuApplication(
             application, charm, channel or "", subordinate=charm in SUBORDINATE_CHARMS)
         self.config[application] = dict(config)
 
-    async def add_units(self, application: str, placements: Sequence[str | None]) -> list[str]:
+    async def add_units(self, application: str, placements: Sequence[str]) -> list[str]:
         assert self.status_ is not None
         self.calls.append(f"add_units {application} {list(placements)}")
         names = []
         for p in placements:
-            assert p is not None
             n = len([u for u in self.status_.units if u.startswith(application + "/")])
             name = f"{application}/{n}"
             mid = p
