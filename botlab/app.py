@@ -8,15 +8,15 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from botlab.context import RunContext
 from botlab.errors import UsageError
 from botlab.inventory import Inventory, find_inventory, load_inventory
-from botlab.pipeline import Pipeline, RunResult, Stage, StagePlan
+from botlab.pipeline import Pipeline, Rendered, RunResult, Stage, StagePlan
 from botlab.state import Event, LabLock, ProgressRecord, StageRecord, StateStore, ensure_private_dir
 
 if TYPE_CHECKING:
@@ -103,13 +103,13 @@ class _Session:
         logger.addHandler(handler)
         self._handler = handler
 
-    def context(self, reporter: Reporter) -> RunContext:
+    def context(self, reporter: Reporter, drivers: Drivers) -> RunContext:
         assert self.store is not None
         return RunContext(
             inventory=self.inventory,
             store=self.store,
             reporter=reporter,
-            drivers=self.env.drivers(self.inventory, self.env.environ),
+            drivers=drivers,
             environ=self.env.environ,
             run_id=self.run_id,
             lock_stale_pid=self.lock.stale.pid if self.lock.stale else None,
@@ -120,6 +120,19 @@ class _Session:
         if self.store is not None and self.run_id:
             self.store.run_ended(self.run_id, result)
 
+    async def run(self, reporter: Reporter, drivers: Drivers,
+                  work: Callable[[RunContext], Awaitable[RunResult]]) -> RunResult:
+        """Record a run around `work` and end it with its result, also when interrupted."""
+        self.begin_run()
+        ctx = self.context(reporter, drivers)
+        try:
+            result = await work(ctx)
+        except BaseException:
+            self.end_run("interrupted")
+            raise
+        self.end_run("refused" if result.refused else "done" if result.ok else "failed")
+        return result
+
     def __exit__(self, *exc: object) -> None:
         if self._handler is not None:
             logging.getLogger("botlab").removeHandler(self._handler)
@@ -127,13 +140,6 @@ class _Session:
         if self.store is not None:
             self.store.close()
         self.lock.release()
-
-
-async def _with_drivers(ctx: RunContext, work: Any) -> Any:
-    try:
-        return await work
-    finally:
-        await ctx.drivers.close()
 
 
 def up(
@@ -146,52 +152,80 @@ def up(
     only: str | None = None,
     force: bool = False,
     command: str = "up",
+    plan_file: Path | None = None,
 ) -> RunResult:
+    """`botlab up`: one event loop for the whole command; with `plan_file`, execute exactly
+    that saved plan (StalePlanError, exit 2, if the inventory or the world changed since)."""
     pipeline = Pipeline(env.stages())
-    with _Session(env, inventory, command) as session:
+    saved = None
+    if plan_file is not None:
+        if target or from_stage or only or force:
+            raise UsageError("--plan runs exactly the saved plan: it takes no STAGE, --from, --only or --force")
+        from botlab.savedplan import SavedPlan
+
+        saved = SavedPlan.read(plan_file)
+        saved.check_inventory(inventory)
+        target = saved.stages[-1].stage if saved.stages else None
+
+    async def main(session: _Session) -> RunResult:
         assert session.store is not None
-        probe = RunContext(inventory, session.store, reporter, env.drivers(inventory, env.environ), env.environ)
-        stages = pipeline.select(probe, target=target, from_stage=from_stage, only=only)
-        asyncio.run(pipeline.precheck(probe, stages))
-        session.begin_run()
-        ctx = session.context(reporter)
-        try:
-            result: RunResult = asyncio.run(_with_drivers(ctx, pipeline.up(ctx, stages, force=force)))
-        except BaseException:
-            session.end_run("interrupted")
-            raise
-        session.end_run("done" if result.ok else "failed")
-        return result
+        async with env.drivers(inventory, env.environ) as drivers:
+            probe = RunContext(inventory, session.store, reporter, drivers, env.environ)
+            stages = pipeline.select(probe, target=target, from_stage=from_stage, only=only)
+            await pipeline.precheck(probe, stages)
+            checked = await pipeline.check_saved(probe, stages, saved) if saved is not None else None
+            return await session.run(reporter, drivers, lambda ctx: pipeline.up(
+                ctx, stages, force=force, saved=saved, checked=checked))
+
+    with _Session(env, inventory, command) as session:
+        return asyncio.run(main(session))
 
 
 def down(env: Environment, inventory: Inventory, reporter: Reporter) -> RunResult:
     pipeline = Pipeline(env.stages())
+
+    async def main(session: _Session) -> RunResult:
+        async with env.drivers(inventory, env.environ) as drivers:
+            return await session.run(reporter, drivers, pipeline.down)
+
     with _Session(env, inventory, "down") as session:
-        session.begin_run()
-        ctx = session.context(reporter)
-        try:
-            result: RunResult = asyncio.run(_with_drivers(ctx, pipeline.down(ctx)))
-        except BaseException:
-            session.end_run("interrupted")
-            raise
-        session.end_run("done" if result.ok else "failed")
-        return result
+        return asyncio.run(main(session))
 
 
-def plan(env: Environment, inventory: Inventory, target: str | None) -> list[StagePlan]:
-    """Read-only: opens the store without creating it and records nothing."""
+def plan(env: Environment, inventory: Inventory, target: str | None, out: Path | None = None) -> list[StagePlan]:
+    """Read-only: opens the store without creating it and records nothing; `out` saves the
+    plan for `botlab up --plan`."""
     from botlab.report import SilentReporter
 
     pipeline = Pipeline(env.stages())
+    stages = pipeline.through(target)  # unknown stage -> UsageError before any connection
+
+    async def main(store: StateStore) -> list[StagePlan]:
+        async with env.drivers(inventory, env.environ) as drivers:
+            ctx = RunContext(inventory, store, SilentReporter(), drivers, env.environ)
+            await pipeline.precheck(ctx, stages)
+            return await pipeline.plan(ctx, stages)
+
     store = StateStore.open_existing(inventory.state_dir)
     try:
-        ctx = RunContext(inventory, store, SilentReporter(), env.drivers(inventory, env.environ), env.environ)
-        pipeline.through(target)  # unknown stage -> UsageError before any connection
-        asyncio.run(pipeline.precheck(ctx, pipeline.through(target)))
-        plans: list[StagePlan] = asyncio.run(_with_drivers(ctx, pipeline.plan(ctx, target)))
-        return plans
+        plans = asyncio.run(main(store))
     finally:
         store.close()
+    if out is not None:
+        from botlab.savedplan import SavedPlan
+
+        SavedPlan.of(out, inventory, plans).write()
+    return plans
+
+
+def render(env: Environment, inventory: Inventory, stage: str) -> Rendered:
+    """What STAGE hands to its system; UsageError for a stage that renders nothing."""
+    pipeline = Pipeline(env.stages())
+    found = pipeline.stage(stage).render(inventory)
+    if found is None:
+        able = [s.name for s in pipeline.stages if type(s).render is not Stage.render]
+        raise UsageError(f"stage '{stage}' renders nothing (stages that do: {', '.join(able) or 'none'})")
+    return found
 
 
 @dataclass

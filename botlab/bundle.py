@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from botlab import names
 from botlab.errors import InputError, Location, Problem
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from botlab.inventory import Inventory
 
 TEMPLATE = "charmed-kubernetes.yaml.j2"
@@ -38,19 +41,22 @@ class BundleMachine:
     roles: tuple[str, ...]
 
 
-def bundle_machines(inv: Inventory) -> tuple[list[BundleMachine], list[BundleMachine]]:
-    """(machines in the bundle, machines with no Kubernetes role), ids in inventory order."""
+def bundle_machines(inv: Inventory, pins: Mapping[str, str] | None = None,
+                    ) -> tuple[list[BundleMachine], list[BundleMachine]]:
+    """(machines in the bundle, machines with no Kubernetes role), ids in inventory order;
+    `pins`: each host's pin tag (default: the one enlist gives it)."""
     placed: list[BundleMachine] = []
     bare: list[BundleMachine] = []
     for m in inv.machines:
         target = placed if any(m.has_role(r) for r in KUBERNETES_ROLES) else bare
-        target.append(BundleMachine("", m.hostname, f"{inv.name}-pin-{m.hostname}", m.roles))
+        pin = pins[m.hostname] if pins and m.hostname in pins else names.pin_tag(inv.name, m.hostname)
+        target.append(BundleMachine("", m.hostname, pin, m.roles))
     numbered = [BundleMachine(str(i), b.hostname, b.pin_tag, b.roles) for i, b in enumerate(placed)]
     return numbered, bare
 
 
-def template_variables(inv: Inventory) -> dict[str, Any]:
-    machines, bare = bundle_machines(inv)
+def template_variables(inv: Inventory, pins: Mapping[str, str] | None = None) -> dict[str, Any]:
+    machines, bare = bundle_machines(inv, pins)
 
     def ids(pred: Any) -> list[str]:
         return [m.id for m in machines if pred(m)]
@@ -81,8 +87,9 @@ def template_variables(inv: Inventory) -> dict[str, Any]:
     }
 
 
-def render_bundle(inv: Inventory) -> str:
-    """The bundle YAML for `inv`; a template error is bad input (exit 2) naming the template."""
+def render_bundle(inv: Inventory, pins: Mapping[str, str] | None = None) -> str:
+    """The bundle YAML for `inv` (`pins`: each host's pin tag, as enlist recorded it); a
+    template error is bad input (exit 2) naming the template."""
     import jinja2
 
     custom = inv.kubernetes.bundle
@@ -99,7 +106,7 @@ def render_bundle(inv: Inventory) -> str:
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
     )
     try:
-        return env.get_template(template_path.name).render(**template_variables(inv))
+        return env.get_template(template_path.name).render(**template_variables(inv, pins))
     except jinja2.TemplateError as exc:
         where = Location(str(template_path), getattr(exc, "lineno", None) or _template_line(exc, template_path))
         raise InputError([Problem(where, "kubernetes.bundle", f"template error: {exc}")]) from None

@@ -69,21 +69,43 @@ def _exit(status: ExitStatus) -> NoReturn:
 pass_options = click.make_pass_decorator(Options)
 
 
+INVENTORY_HELP = "Inventory file or its folder (default: $BOTLAB_INVENTORY, else the only inventory/*/lab.yaml here)."
+VERBOSE_HELP = "Show unchanged items and debug logs."
+OUTPUT_HELP = "json prints one JSON document and no progress."
+OUTPUTS = click.Choice(["text", "json"])
+
+
+def _late_option(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """Store a global option given after the subcommand, as kubectl and juju users type it."""
+
+    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is None or value is False:
+            return
+        opts = ctx.find_object(Options)
+        if opts is not None:
+            setattr(opts, name, value)
+
+    return store
+
+
+def global_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """-i, -v and -o/--output, also accepted after the subcommand (`botlab status -o json`)."""
+    for option in (
+        click.option("-i", "--inventory", metavar="PATH", default=None, expose_value=False,
+                     callback=_late_option("inventory"), help=INVENTORY_HELP),
+        click.option("-v", "--verbose", is_flag=True, default=False, expose_value=False,
+                     callback=_late_option("verbose"), help=VERBOSE_HELP),
+        click.option("-o", "--output", type=OUTPUTS, default=None, expose_value=False,
+                     callback=_late_option("output"), help=OUTPUT_HELP),
+    ):
+        command = option(command)
+    return command
+
+
 @click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "-i",
-    "--inventory",
-    metavar="PATH",
-    help="Inventory file or its folder (default: $BOTLAB_INVENTORY, else the only inventory/*/lab.yaml here).",
-)
-@click.option("-v", "--verbose", is_flag=True, help="Show unchanged items and debug logs.")
-@click.option(
-    "--output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json prints one JSON document and no progress.",
-)
+@click.option("-i", "--inventory", metavar="PATH", help=INVENTORY_HELP)
+@click.option("-v", "--verbose", is_flag=True, help=VERBOSE_HELP)
+@click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True, help=OUTPUT_HELP)
 @click.version_option(__version__, prog_name="botlab")
 @click.pass_context
 def cli(ctx: click.Context, inventory: str | None, verbose: bool, output: str) -> None:
@@ -102,6 +124,7 @@ def cli(ctx: click.Context, inventory: str | None, verbose: bool, output: str) -
 
 
 @cli.command()
+@global_options
 @pass_options
 def validate(opts: Options) -> None:
     """Check the inventory: schema, cross-references, files. Touches nothing."""
@@ -113,14 +136,23 @@ def validate(opts: Options) -> None:
 
 
 @cli.command()
+@global_options
 @click.argument("stage", required=False)
+@click.option("--out", "out", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Save the plan for `botlab up --plan FILE` (review it, then run exactly it).")
 @pass_options
-def plan(opts: Options, stage: str | None) -> None:
+def plan(opts: Options, stage: str | None, out: str | None) -> None:
     """Show what each stage (through STAGE) would change now, with reasons. Changes nothing."""
+    from pathlib import Path
+
     from botlab import app, views
 
-    plans = app.plan(opts.env, opts.load(), stage)
-    opts.emit(views.plan_text(plans, opts.verbose), views.plan_json(plans))
+    target = Path(opts.env.cwd, out) if out else None
+    plans = app.plan(opts.env, opts.load(), stage, target)
+    text = views.plan_text(plans, opts.verbose)
+    if target is not None:
+        text += f"\nSaved to {target}; `botlab up --plan {target}` runs exactly this plan."
+    opts.emit(text, views.plan_json(plans, target))
 
 
 def _run(opts: Options, command: str, work: Callable[[Reporter], RunResult]) -> None:
@@ -133,26 +165,37 @@ def _run(opts: Options, command: str, work: Callable[[Reporter], RunResult]) -> 
     finally:
         reporter.close()
     opts.emit(views.run_text(result, command), views.run_json(result))
+    if result.refused is not None:
+        _exit(ExitStatus.BAD_INPUT)
     if not result.ok:
         _exit(ExitStatus.STAGE_FAILED)
 
 
 @cli.command()
+@global_options
 @click.argument("stage", required=False)
 @click.option("--from", "from_stage", metavar="STAGE", help="Start at STAGE (earlier ones must be done).")
 @click.option("--only", metavar="STAGE", help="Run only STAGE (earlier ones must be done).")
 @click.option("--force", is_flag=True, help="Plan, apply and verify even stages that are done.")
+@click.option("--plan", "plan_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Execute exactly the plan `botlab plan --out FILE` saved; refused (exit 2) if the"
+              " inventory or the world changed since.")
 @pass_options
-def up(opts: Options, stage: str | None, from_stage: str | None, only: str | None, force: bool) -> None:
+def up(opts: Options, stage: str | None, from_stage: str | None, only: str | None, force: bool,
+       plan_file: str | None) -> None:
     """Run the stages through STAGE (all by default), resuming where the last run stopped."""
+    from pathlib import Path
+
     from botlab import app
 
     inv = opts.load()
-    _run(opts, "up", lambda reporter: app.up(opts.env, inv, reporter, target=stage,
-                                             from_stage=from_stage, only=only, force=force))
+    saved = Path(opts.env.cwd, plan_file) if plan_file else None
+    _run(opts, "up", lambda reporter: app.up(opts.env, inv, reporter, target=stage, from_stage=from_stage,
+                                             only=only, force=force, plan_file=saved))
 
 
 @cli.command()
+@global_options
 @pass_options
 def status(opts: Options) -> None:
     """Show each stage's status, when it ran, how long it took, and per-machine progress."""
@@ -174,6 +217,7 @@ def _confirm(opts: Options, yes: bool, what: str) -> None:
 
 
 @cli.command()
+@global_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_options
 def down(opts: Options, yes: bool) -> None:
@@ -186,6 +230,7 @@ def down(opts: Options, yes: bool) -> None:
 
 
 @cli.command()
+@global_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_options
 def rebuild(opts: Options, yes: bool) -> None:
@@ -203,6 +248,7 @@ def rebuild(opts: Options, yes: bool) -> None:
 
 
 @cli.command()
+@global_options
 @click.argument("stage", required=False)
 @pass_options
 def logs(opts: Options, stage: str | None) -> None:
@@ -214,14 +260,15 @@ def logs(opts: Options, stage: str | None) -> None:
 
 
 @cli.command()
-@click.argument("stage", type=click.Choice(["kubernetes"]))
+@global_options
+@click.argument("stage")
 @pass_options
 def render(opts: Options, stage: str) -> None:
     """Print what STAGE would hand to its system (kubernetes: the Juju bundle). Touches nothing."""
-    from botlab.bundle import render_bundle
+    from botlab import app
 
-    text = render_bundle(opts.load())
-    opts.emit(text.rstrip("\n"), {"stage": stage, "bundle": text})
+    rendered = app.render(opts.env, opts.load(), stage)
+    opts.emit(rendered.text.rstrip("\n"), {"stage": stage, rendered.kind: rendered.text})
 
 
 @cli.group()
@@ -234,6 +281,7 @@ LAB_DIR = click.option("--dir", "lab_dir", default="lab", show_default=True,
 
 
 @lab.command("start")
+@global_options
 @LAB_DIR
 @click.option("--machines", default=5, show_default=True, type=click.IntRange(1, 2000))
 @click.option("--gpus", default=2, show_default=True, type=click.IntRange(0, 2000),
@@ -282,6 +330,7 @@ def lab_start(opts: Options, lab_dir: str, machines: int, gpus: int, unenlisted:
 
 
 @lab.command("stop")
+@global_options
 @LAB_DIR
 @pass_options
 def lab_stop(opts: Options, lab_dir: str) -> None:
@@ -296,6 +345,7 @@ def lab_stop(opts: Options, lab_dir: str) -> None:
 
 
 @lab.command("status")
+@global_options
 @LAB_DIR
 @pass_options
 def lab_status(opts: Options, lab_dir: str) -> None:

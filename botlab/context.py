@@ -9,14 +9,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botlab.state import DONE, ProgressRecord, StateStore
 
 if TYPE_CHECKING:
     from botlab.drivers import Drivers
     from botlab.inventory import Inventory
+    from botlab.outputs import Outputs
     from botlab.report import Reporter
+
+    OutputsT = TypeVar("OutputsT", bound=Outputs)
 
 log = logging.getLogger("botlab")
 
@@ -78,10 +81,11 @@ class StageContext:
         """Live display only (no checkpoint), for states that are read back from the world."""
         self.run.reporter.progress(self.stage, key, status, detail)
 
-    def outputs(self, stage: str) -> dict[str, Any] | None:
-        """Outputs of an upstream stage, or None when it is not done."""
-        record = self.store.stage(stage)
-        return record.outputs if record and record.status == DONE else None
+    def outputs(self, kind: type[OutputsT]) -> OutputsT | None:
+        """The outputs record of the stage that writes `kind`, or None while that stage is not
+        done (or its record is from another version of botlab)."""
+        record = self.store.stage(kind.stage)
+        return kind.from_data(record.outputs) if record and record.status == DONE else None
 
     def identities(self, kind: str) -> dict[str, str]:
         return self.store.identities(kind)

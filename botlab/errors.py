@@ -66,6 +66,13 @@ class UsageError(BotlabError):
     exit_status = ExitStatus.BAD_INPUT
 
 
+class StalePlanError(BotlabError):
+    """A saved plan (`botlab up --plan FILE`) no longer matches the inventory or the world;
+    nothing of it was executed beyond what the message says."""
+
+    exit_status = ExitStatus.BAD_INPUT
+
+
 class LockedError(BotlabError):
     """Another live process holds the lab's lock."""
 

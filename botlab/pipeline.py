@@ -1,7 +1,9 @@
 """The stage contract and the runner: ordering, fingerprints, resume, drift and teardown.
 
 Stages hold the policy of one step; the runner decides *whether* a stage runs (DESIGN's table)
-and records the outcome in the checkpoint store. Nothing here talks to external systems.
+and records the outcome in the checkpoint store. A stage's `plan` returns typed change
+objects and `apply` executes exactly that plan; `botlab plan`, `--output json`, the live
+display and saved plans render those same objects. Nothing here talks to external systems.
 """
 
 from __future__ import annotations
@@ -13,31 +15,44 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from botlab.errors import BotlabError, StageError, UsageError
+from botlab.errors import BotlabError, StageError, StalePlanError, UsageError
+from botlab.outputs import Outputs, to_plain
 from botlab.state import DONE, FAILED, RUNNING, StageRecord
 
 if TYPE_CHECKING:
     from botlab.context import RunContext, StageContext
+    from botlab.inventory import Inventory
+    from botlab.savedplan import SavedPlan, SavedStage
 
 STAGE_ORDER = ("enlist", "kubernetes", "gpu", "storage", "loadbalancer", "kubeflow")
+NOOP = "ok"
 
 
 @dataclass(frozen=True)
 class Change:
-    """One thing `apply` would do (or, with action "ok", one thing already in place)."""
+    """One thing `apply` will do (or, with action "ok", one thing already in place).
 
-    action: str  # create, commission, tag, deploy, update, delete ... or "ok"
+    Stages subclass it with the fields `apply` needs to run the change (a machine, a tag,
+    an application), so what `plan` shows is what `apply` executes."""
+
+    action: str  # create, commission, tag, deploy, config ... or "ok"
     target: str  # what it acts on, e.g. "machine gpu-01"
     reason: str
 
     @property
     def is_noop(self) -> bool:
-        return self.action == "ok"
+        return self.action == NOOP
 
     def as_dict(self) -> dict[str, str]:
+        """What an operator reads (text and JSON output)."""
         return {"action": self.action, "target": self.target, "reason": self.reason}
+
+    def to_data(self) -> dict[str, Any]:
+        """Everything the change carries, for saved plans."""
+        return {"kind": type(self).__name__, **to_plain(self)}
 
 
 @dataclass(frozen=True)
@@ -52,40 +67,145 @@ class Check:
         return {"name": self.name, "ok": self.ok, "detail": self.detail}
 
 
-class Stage(ABC):
-    """A step of the lab. Subclasses set `name`, `sections` and `upstream`.
+@dataclass
+class Plan:
+    """A stage's plan: its changes (in the order apply runs them, then what is in place) and
+    `observed`, the JSON-able digest of what was read from the world to make it (a saved
+    plan is refused when a fresh read differs). Stages subclass it to carry what they read,
+    so `apply` does not read it again."""
 
-    `sections` are the inventory sections the stage reads and `upstream` the stages whose
-    outputs it reads: together they are its fingerprint, so staleness follows data.
+    changes: list[Change] = field(default_factory=list)
+    observed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def todo(self) -> list[Change]:
+        return [c for c in self.changes if not c.is_noop]
+
+
+P = TypeVar("P", bound=Plan)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a stage reads, declared once; the fingerprint hashes exactly this.
+
+    `keys` are inventory key paths: a section (`kubernetes`), a key in it (`maas.url`), a key
+    of every machine (`machines[].roles`), or an exclusion (`-kubernetes.timeout`). `files`
+    name files whose contents count (label -> the file, from the inventory). `upstream` are
+    the outputs types of the stages it reads."""
+
+    keys: tuple[str, ...] = ()
+    files: tuple[tuple[str, Callable[[Inventory], Path | None]], ...] = ()
+    upstream: tuple[type[Outputs], ...] = ()
+
+    def inventory_data(self, inv: Inventory) -> dict[str, Any]:
+        full = inv.fingerprint_data()
+        out: dict[str, Any] = {}
+        for key in self.keys:
+            if not key.startswith("-"):
+                out = _merge(out, _select(full, _parts(key)))
+        for key in self.keys:
+            if key.startswith("-"):
+                _drop(out, _parts(key[1:]))
+        if self.files:
+            out["files"] = {label: _file_digest(where(inv)) for label, where in self.files}
+        return out
+
+
+def _parts(path: str) -> list[str]:
+    return [p for p in path.replace("[]", ".[]").split(".") if p]
+
+
+def _select(data: Any, parts: list[str]) -> Any:
+    """The part of `data` at `parts`, nested as in `data` (`[]` maps over a list)."""
+    if not parts:
+        return data
+    head, rest = parts[0], parts[1:]
+    if head == "[]":
+        return [_select(item, rest) for item in data] if isinstance(data, list) else None
+    if not isinstance(data, dict):
+        return None
+    if head not in data:
+        raise ValueError(f"unknown inventory key {head!r}")
+    return {head: _select(data[head], rest)}
+
+
+def _merge(a: Any, b: Any) -> Any:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = _merge(out[key], value) if key in out else value
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [_merge(x, y) for x, y in zip(a, b, strict=True)]
+    return b
+
+
+def _drop(data: Any, parts: list[str]) -> None:
+    if not parts:
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "[]" and isinstance(data, list):
+        for item in data:
+            _drop(item, rest)
+    elif isinstance(data, dict) and head in data:
+        if rest:
+            _drop(data[head], rest)
+        else:
+            del data[head]
+
+
+def _file_digest(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None  # precheck reports it
+
+
+class Stage(ABC, Generic[P]):
+    """A step of the lab. Subclasses set `name`, `inputs` and `outputs`.
+
     Bump `version` when a change to the stage changes what `apply` produces.
     """
 
     name: ClassVar[str]
-    sections: ClassVar[tuple[str, ...]] = ()
-    upstream: ClassVar[tuple[str, ...]] = ()
+    inputs: ClassVar[Inputs] = Inputs()
+    outputs: ClassVar[type[Outputs] | None] = None
     version: ClassVar[int] = 1
 
-    def inputs(self, ctx: StageContext) -> dict[str, Any]:
-        """The slice of the inventory this stage reads (JSON-able, no secret values)."""
-        return ctx.inventory.fingerprint_data(*self.sections)
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        return tuple(o.stage for o in self.inputs.upstream)
 
-    async def precheck(self, ctx: StageContext) -> None:  # noqa: B027 - optional hook
+    async def precheck(self, ctx: StageContext) -> None:
         """Raise InputError for bad input (missing secret, file) before anything is touched."""
 
     @abstractmethod
-    async def plan(self, ctx: StageContext) -> list[Change]:
-        """Read-only: what `apply` would change now, each with a reason."""
+    async def plan(self, ctx: StageContext) -> P:
+        """Read-only: what `apply` would change now, each change with a reason."""
 
     @abstractmethod
-    async def apply(self, ctx: StageContext) -> dict[str, Any]:
-        """Converge the world to the inventory; return the stage's outputs."""
+    async def apply(self, ctx: StageContext, plan: P) -> Outputs | None:
+        """Execute `plan`; return the stage's outputs."""
 
     @abstractmethod
     async def verify(self, ctx: StageContext) -> list[Check]:
         """Health checks proving the stage's promise."""
 
-    async def destroy(self, ctx: StageContext) -> None:  # noqa: B027 - nothing to tear down
+    async def destroy(self, ctx: StageContext) -> None:
         """Undo what `apply` made in shared systems (for `botlab down`)."""
+
+    def render(self, inventory: Inventory) -> Rendered | None:
+        """What the stage hands to its system (`botlab render STAGE`); None: nothing."""
+        return None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    kind: str  # what it is, e.g. "bundle"
+    text: str
 
 
 def canonical(value: Any) -> str:
@@ -131,6 +251,7 @@ def decide(
     *,
     force: bool,
     lock_stale_pid: int | None = None,
+    outputs_current: bool = True,
 ) -> Decision:
     if record is None:
         return Decision(True, "never run")
@@ -145,6 +266,8 @@ def decide(
         keys = changed_keys(record.inputs or {}, dict(inputs))
         shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
         return Decision(True, f"inputs changed: {shown or 'stage version'}")
+    if not outputs_current:
+        return Decision(True, "its recorded outputs are from another version of botlab")
     if force:
         return Decision(True, "--force")
     return Decision(False, "done, inputs unchanged: verify only")
@@ -174,10 +297,21 @@ class StageOutcome:
 
 @dataclass
 class StagePlan:
+    """One stage in `botlab plan`: whether `up` would run it, and its plan."""
+
     name: str
     decision: Decision
-    changes: list[Change]
+    plan: Plan
     note: str = ""
+    drift: bool = False  # done, but the world differs: verify will fail and it re-applies
+
+    @property
+    def changes(self) -> list[Change]:
+        return self.plan.changes
+
+    @property
+    def runs(self) -> bool:
+        return self.decision.run or self.drift
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -193,21 +327,22 @@ class StagePlan:
 class RunResult:
     outcomes: list[StageOutcome]
     failed: StageOutcome | None = None
+    refused: str | None = None  # a saved plan that no longer held, at the stage it stopped
 
     @property
     def ok(self) -> bool:
-        return self.failed is None
+        return self.failed is None and self.refused is None
 
 
 class Pipeline:
     """The ordered stages of a lab and the rules for running them."""
 
-    def __init__(self, stages: Sequence[Stage], order: Sequence[str] = STAGE_ORDER) -> None:
+    def __init__(self, stages: Sequence[Stage[Any]], order: Sequence[str] = STAGE_ORDER) -> None:
         by_name = {s.name: s for s in stages}
         self.order = [n for n in order if n in by_name] + [n for n in by_name if n not in order]
         self.stages = [by_name[n] for n in self.order]
 
-    def stage(self, name: str) -> Stage:
+    def stage(self, name: str) -> Stage[Any]:
         for s in self.stages:
             if s.name == name:
                 return s
@@ -216,7 +351,7 @@ class Pipeline:
             raise UsageError(f"stage '{name}' is not available in this version of botlab (available: {known})")
         raise UsageError(f"unknown stage '{name}' (stages: {known})")
 
-    def through(self, target: str | None) -> list[Stage]:
+    def through(self, target: str | None) -> list[Stage[Any]]:
         if target is None:
             return list(self.stages)
         index = self.order.index(self.stage(target).name)
@@ -229,7 +364,7 @@ class Pipeline:
         target: str | None,
         from_stage: str | None = None,
         only: str | None = None,
-    ) -> list[Stage]:
+    ) -> list[Stage[Any]]:
         """The stages `up` runs, checking that skipped earlier stages are done (exit 2 if not)."""
         if only and (target or from_stage):
             raise UsageError("--only cannot be combined with a STAGE argument or --from")
@@ -255,59 +390,112 @@ class Pipeline:
                 )
         return chosen
 
-    def _inputs(self, stage: Stage, sctx: StageContext) -> dict[str, Any]:
+    def _inputs(self, stage: Stage[Any], sctx: StageContext) -> dict[str, Any]:
         upstream = {}
         for name in stage.upstream:
             record = sctx.store.stage(name)
             upstream[name] = record.outputs if record and record.status == DONE else None
-        return {"inventory": stage.inputs(sctx), "upstream": upstream}
+        return {"inventory": stage.inputs.inventory_data(sctx.inventory), "upstream": upstream}
 
-    async def precheck(self, ctx: RunContext, stages: Sequence[Stage]) -> None:
-        for stage in stages:
-            await stage.precheck(ctx.for_stage(stage.name))
-
-    async def plan(self, ctx: RunContext, target: str | None) -> list[StagePlan]:
-        plans: list[StagePlan] = []
-        will_run: list[str] = []
-        for stage in self.through(target):
-            sctx = ctx.for_stage(stage.name)
-            inputs = self._inputs(stage, sctx)
-            decision = decide(ctx.store.stage(stage.name), fingerprint_of(stage, inputs), inputs, force=False)
-            changes = await stage.plan(sctx)
-            note = ""
-            waits = [u for u in stage.upstream if u in will_run]
-            if waits:
-                note = f"after {', '.join(waits)} run{'s' if len(waits) == 1 else ''}, its outputs decide"
-            elif not decision.run and any(not c.is_noop for c in changes):
-                note = "drift: verify will fail and the stage will be re-applied"
-            if decision.run or note.startswith("drift"):
-                will_run.append(stage.name)
-            plans.append(StagePlan(stage.name, decision, changes, note))
-        return plans
-
-    async def up(
-        self,
-        ctx: RunContext,
-        stages: Sequence[Stage],
-        *,
-        force: bool = False,
-    ) -> RunResult:
-        result = RunResult([])
-        for stage in stages:
-            outcome = await self._run_stage(ctx, stage, force=force)
-            result.outcomes.append(outcome)
-            if outcome.action == "failed":
-                result.failed = outcome
-                break
-        return result
-
-    async def _run_stage(self, ctx: RunContext, stage: Stage, *, force: bool) -> StageOutcome:
+    def _decide(self, ctx: RunContext, stage: Stage[Any], *, force: bool) -> tuple[Decision, str, dict[str, Any]]:
         sctx = ctx.for_stage(stage.name)
         inputs = self._inputs(stage, sctx)
         fingerprint = fingerprint_of(stage, inputs)
         record = ctx.store.stage(stage.name)
         stale_pid = ctx.lock_stale_pid if record and record.status == RUNNING else None
-        decision = decide(record, fingerprint, inputs, force=force, lock_stale_pid=stale_pid)
+        current = stage.outputs is None or record is None or record.status != DONE or (
+            stage.outputs.from_data(record.outputs) is not None)
+        decision = decide(record, fingerprint, inputs, force=force, lock_stale_pid=stale_pid,
+                          outputs_current=current)
+        return decision, fingerprint, inputs
+
+    async def precheck(self, ctx: RunContext, stages: Sequence[Stage[Any]]) -> None:
+        for stage in stages:
+            await stage.precheck(ctx.for_stage(stage.name))
+
+    async def plan(self, ctx: RunContext, stages: Sequence[Stage[Any]]) -> list[StagePlan]:
+        """Every stage's plan, read-only, as `up` would see it now."""
+        plans: list[StagePlan] = []
+        will_run: list[str] = []
+        for stage in stages:
+            decision, _, _ = self._decide(ctx, stage, force=False)
+            plan = await stage.plan(ctx.for_stage(stage.name))
+            note = ""
+            waits = [u for u in stage.upstream if u in will_run]
+            drift = not decision.run and bool(plan.todo)
+            if waits:
+                note = f"after {', '.join(waits)} run{'s' if len(waits) == 1 else ''}, its outputs decide"
+            elif drift:
+                note = "drift: verify will fail and the stage will be re-applied"
+            if decision.run or drift:
+                will_run.append(stage.name)
+            plans.append(StagePlan(stage.name, decision, plan, note, drift))
+        return plans
+
+    async def check_saved(self, ctx: RunContext, stages: Sequence[Stage[Any]], saved: SavedPlan) -> dict[str, Plan]:
+        """Before anything runs: every stage of the saved plan whose upstream does not run
+        first is planned again and must match it (StalePlanError naming what differs).
+        Returns those fresh plans, which `up` executes while nothing has changed since."""
+        from botlab.savedplan import differences
+
+        names = [s.name for s in stages]
+        if names != [s.stage for s in saved.stages]:
+            raise StalePlanError(f"the saved plan covers stages {', '.join(s.stage for s in saved.stages)};"
+                                 f" this botlab has {', '.join(names)}: make the plan again")
+        fresh = await self.plan(ctx, stages)
+        running: set[str] = set()
+        problems: list[str] = []
+        checked: dict[str, Plan] = {}
+        for stage, now, then in zip(stages, fresh, saved.stages, strict=True):
+            if not set(stage.upstream) & running:
+                problems += differences(then, now)
+                checked[stage.name] = now.plan
+            if then.runs:
+                running.add(stage.name)
+        if problems:
+            raise StalePlanError(saved.refusal(problems))
+        return checked
+
+    async def up(
+        self,
+        ctx: RunContext,
+        stages: Sequence[Stage[Any]],
+        *,
+        force: bool = False,
+        saved: SavedPlan | None = None,
+        checked: Mapping[str, Plan] | None = None,
+    ) -> RunResult:
+        """Run `stages` in order; with `saved`, execute exactly that plan (`checked`: the
+        fresh plans that `check_saved` found equal to it)."""
+        result = RunResult([])
+        ready = dict(checked or {})
+        for stage in stages:
+            then = saved.stage(stage.name) if saved else None
+            try:
+                outcome = await self._run_stage(ctx, stage, force=force, saved=then,
+                                                ready=ready.pop(stage.name, None))
+            except StalePlanError as exc:
+                result.outcomes.append(StageOutcome(stage.name, "refused", str(exc)))
+                result.refused = str(exc)
+                ctx.store.add_event(ctx.run_id, stage.name, f"refused: {exc}", "error")
+                break
+            result.outcomes.append(outcome)
+            if outcome.action in ("ran", "reapplied"):
+                ready.clear()  # the world moved: later stages are planned afresh and compared
+            if outcome.action == "failed":
+                result.failed = outcome
+                break
+        return result
+
+    async def _run_stage(self, ctx: RunContext, stage: Stage[Any], *, force: bool, saved: SavedStage | None = None,
+                         ready: Plan | None = None) -> StageOutcome:
+        sctx = ctx.for_stage(stage.name)
+        decision, fingerprint, inputs = self._decide(ctx, stage, force=force)
+        if saved is not None and decision.run != saved.decided_run:
+            from botlab.savedplan import decision_text
+
+            was, now = decision_text(saved.decided_run, saved.reason), decision_text(decision.run, decision.reason)
+            raise StalePlanError(saved.refusal([f"{stage.name}: the plan said {was}, now it would {now}"]))
         started = time.monotonic()
         ctx.reporter.stage_begin(stage.name, decision.reason)
         sctx.event(f"stage {stage.name}: {decision.reason}")
@@ -319,20 +507,33 @@ class Pipeline:
                 if not failing:
                     outcome.action = "verified"
                     return outcome
+                drift = "drift: " + "; ".join(f"{c.name}: {c.detail}" for c in failing)
+                if saved is not None and not saved.runs:
+                    raise StalePlanError(saved.refusal([f"{stage.name}: the plan said verify only, but {drift}"]))
                 outcome.action = "reapplied"
-                outcome.reason = "drift: " + "; ".join(f"{c.name}: {c.detail}" for c in failing)
+                outcome.reason = drift
                 sctx.event(outcome.reason, level="warning")
                 ctx.reporter.note(stage.name, outcome.reason)
+            plan = ready if ready is not None else await stage.plan(sctx)
+            if saved is not None and ready is None:
+                from botlab.savedplan import differences
+
+                problems = differences(saved, StagePlan(stage.name, decision, plan, drift=not decision.run))
+                if problems:
+                    raise StalePlanError(saved.refusal(problems))
             ctx.store.stage_started(stage.name, fingerprint, inputs, ctx.run_id)
-            outcome.changes = await stage.plan(sctx)
-            ctx.reporter.changes(stage.name, outcome.changes)
-            outputs = await stage.apply(sctx)
+            outcome.changes = plan.changes
+            ctx.reporter.changes(stage.name, plan.changes)
+            outputs = await stage.apply(sctx, plan)
             outcome.checks = await stage.verify(sctx)
             failing = [c for c in outcome.checks if not c.ok]
             if failing:
                 raise StageError("verify failed after apply: " + "; ".join(f"{c.name}: {c.detail}" for c in failing))
-            ctx.store.stage_done(stage.name, outputs)
+            ctx.store.stage_done(stage.name, outputs.to_data() if outputs is not None else {})
             return outcome
+        except StalePlanError:
+            outcome.action = "refused"  # nothing of this stage ran
+            raise
         except Exception as exc:  # every failure is recorded, bugs included
             self._record_failure(ctx, stage, outcome, exc)
             return outcome
@@ -344,7 +545,7 @@ class Pipeline:
             ctx.reporter.stage_end(outcome)
 
     @staticmethod
-    def _record_failure(ctx: RunContext, stage: Stage, outcome: StageOutcome, exc: BaseException) -> None:
+    def _record_failure(ctx: RunContext, stage: Stage[Any], outcome: StageOutcome, exc: BaseException) -> None:
         if isinstance(exc, BotlabError):
             message = str(exc)
         else:
@@ -384,4 +585,4 @@ class Pipeline:
         return result
 
 
-StageFactory = Callable[[], Sequence[Stage]]
+StageFactory = Callable[[], Sequence[Stage[Any]]]

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from botlab.app import StatusView
     from botlab.pipeline import RunResult, StagePlan
     from botlab.state import Event
@@ -58,11 +60,16 @@ def plan_text(plans: list[StagePlan], verbose: bool = False) -> str:
     return "\n".join(out)
 
 
-def plan_json(plans: list[StagePlan]) -> dict[str, Any]:
-    return {"stages": [p.as_dict() for p in plans]}
+def plan_json(plans: list[StagePlan], saved: Path | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"stages": [p.as_dict() for p in plans]}
+    if saved is not None:
+        doc["saved"] = str(saved)
+    return doc
 
 
 def run_text(result: RunResult, command: str) -> str:
+    if result.refused is not None:
+        return f"{command}: refused: {result.refused}"
     if result.failed is None:
         return f"{command}: done ({', '.join(f'{o.name} {o.action}' for o in result.outcomes) or 'nothing to do'})"
     return (
@@ -73,7 +80,8 @@ def run_text(result: RunResult, command: str) -> str:
 
 def run_json(result: RunResult) -> dict[str, Any]:
     return {
-        "result": "done" if result.ok else "failed",
+        "result": "refused" if result.refused else "done" if result.ok else "failed",
+        "refused": result.refused,
         "failed_stage": result.failed.name if result.failed else None,
         "stages": [o.as_dict() for o in result.outcomes],
     }
@@ -115,6 +123,7 @@ def status_json(view: StatusView) -> dict[str, Any]:
                 "started_at": rec.started_at if rec else None,
                 "ended_at": rec.ended_at if rec else None,
                 "error": rec.error if rec else None,
+                "outputs": rec.outputs if rec and rec.status == "done" else None,
                 "progress": {
                     k: {"status": p.status, "detail": p.detail, "updated_at": p.updated_at}
                     for k, p in (view.progress.get(name) or {}).items()

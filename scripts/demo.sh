@@ -26,10 +26,10 @@ echo; echo "### botlab up enlist, again: done stages are only verified"
 botlab -i "$INV" up enlist
 echo; echo "### botlab render kubernetes: the Juju bundle from the inventory, every machine pinned to its host"
 botlab -i "$INV" render kubernetes
-echo; echo "### botlab plan kubernetes (before the model exists)"
-botlab -i "$INV" plan kubernetes
-echo; echo "### botlab up kubernetes: Juju deploys each host through MAAS, units settle, kubeconfig fetched"
-botlab -i "$INV" up kubernetes
+echo; echo "### botlab plan kubernetes --out: the plan before the model exists, saved for review"
+botlab -i "$INV" plan kubernetes --out "$LAB/kubernetes-plan.json"
+echo; echo "### botlab up --plan: exactly the reviewed plan; Juju deploys each host through MAAS, units settle, kubeconfig fetched"
+botlab -i "$INV" up --plan "$LAB/kubernetes-plan.json"
 echo; echo "### botlab up kubernetes, again: verified, nothing changed in Juju or MAAS"
 botlab -i "$INV" up kubernetes
 echo; echo "### botlab status"
@@ -37,12 +37,13 @@ botlab -i "$INV" status
 echo; echo "### botlab lab status"
 botlab lab status --dir "$LAB"
 
-echo; echo "### a GPU host over SSH at the address MAAS reports, its host key pinned to the one the lab gave it (from Juju)"
-host=$(botlab --output json lab status --dir "$LAB" | "$BIN/python" -c '
+echo; echo "### a GPU host over SSH at the address and host key the kubernetes stage's outputs give (from Juju)"
+host=$(botlab -i "$INV" status -o json | "$BIN/python" -c '
 import json, sys
-hosts = json.load(sys.stdin).get("hosts") or {}
-gpu = [h for h in sorted(hosts) if hosts[h]["gpus"]]
-if gpu:
+stages = {s["stage"]: s for s in json.load(sys.stdin)["stages"]}
+hosts = (stages["kubernetes"]["outputs"] or {}).get("hosts") or {}
+gpu = [h for h in sorted(hosts) if any(u.startswith("kubernetes-worker-gpu/") for u in hosts[h]["units"])]
+if gpu and hosts[gpu[-1]]["host_keys"]:
     d = hosts[gpu[-1]]
     print(d["address"], " ".join(d["host_keys"][0].split()[:2]))
 ')

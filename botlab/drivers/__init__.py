@@ -1,18 +1,23 @@
 """Thin adapters over the real clients (MAAS, Juju, SSH, Kubernetes); no policy lives here.
 
 `Drivers` connects each client lazily, on a stage's first use, so `botlab --help`, `validate`
-and stages that do not need a system never import or reach it.
+and stages that do not need a system never import or reach it. A command opens it once, as an
+async context manager, on its one event loop, so no client outlives the loop it is bound to.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from botlab.drivers.juju import JujuDriver
     from botlab.drivers.maas import MaasDriver
     from botlab.inventory import Inventory
+
+log = logging.getLogger("botlab.drivers")
 
 
 class Drivers:
@@ -39,7 +44,19 @@ class Drivers:
         driver: JujuDriver = self._open["juju"]
         return driver
 
+    async def __aenter__(self) -> Drivers:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
     async def close(self) -> None:
-        for driver in self._open.values():
-            await driver.close()
-        self._open.clear()
+        """Close every driver opened so far; never raises, so it cannot hide the run's own
+        error, and one driver's failure to close does not leave the others open."""
+        opened, self._open = self._open, {}
+        for name, driver in opened.items():
+            try:
+                await driver.close()
+            except Exception as exc:
+                log.debug("closing the %s driver: %s", name, exc)

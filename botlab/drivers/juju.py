@@ -1,6 +1,10 @@
-"""Juju driver: a thin async facade over python-libjuju. No policy: it reads the model's
+"""Juju driver: a thin async facade over python-libjuju. No policy: it reads a model's
 status, adds what it is told to (machines, applications, units, relations, keys), and turns
 every fault into a StageError naming the operation, what Juju said, and where.
+
+`JujuDriver` holds the controller connection and the controller-level calls; each open model
+is a `JujuModel` handle with its own libjuju connection, AllWatcher and change event, so a
+run can hold several models at once (the kubeflow stage works in two).
 
 libjuju is connected to the inventory's JUJU_DATA folder through a `FileJujuData` whose
 path is set explicitly, so `os.environ` is never touched. Where libjuju's high-level API
@@ -10,7 +14,8 @@ cannot say what botlab needs, the driver calls libjuju's generated facade client
   which AddMachineParams no longer has, so a machine would get the model's default base),
   for many machines in one request;
 - `Application.AddUnits` with a list of placements (one request per application);
-- `Annotations.Set` for many entities in one request.
+- `Annotations.Set` for many entities in one request;
+- `SSHClient.PublicKeys` for many machines' host keys in one request.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from botlab.drivers.retry import ONCE, RetryPolicy, Sleep, retry_call
 from botlab.errors import StageError
 
 if TYPE_CHECKING:
@@ -30,7 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("botlab.juju")
 T = TypeVar("T")
 
-READ_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)  # reads only: a mutation is never sent twice
+# Reads only (a mutation is never sent twice): 5 tries, waits 0.2 ... 1.6 s plus up to 0.25 s of
+# jitter each, about 3-4 s in all.
+READS = RetryPolicy(attempts=5, initial=0.2, maximum=2.0, jitter=0.25)
 ADD_MACHINES_BATCH = 100  # machines per AddMachines request
 
 
@@ -50,6 +58,7 @@ class JujuMachine:
     agent_message: str = ""
     base: str = ""  # ubuntu@22.04
     parent: str = ""  # "0" for "0/lxd/1"
+    address: str = ""  # where to reach it: its DNS name, else its first IP address
 
     @property
     def tags(self) -> frozenset[str]:
@@ -153,6 +162,7 @@ def _machines_from_status(raw: Mapping[str, Any], parent: str = "") -> Iterable[
             agent_message=_text(getattr(m, "agent_status", None), "info"),
             base=_base(getattr(m, "base", None)),
             parent=parent,
+            address=str(getattr(m, "dns_name", "") or next(iter(getattr(m, "ip_addresses", None) or []), "")),
         )
         yield from _machines_from_status(getattr(m, "containers", None) or {}, str(mid))
 
@@ -202,6 +212,15 @@ def _status_field(data: Mapping[str, Any], key: str, part: str) -> str:
     return str((data.get(key) or {}).get(part) or "")
 
 
+def _watcher_address(addresses: Sequence[Mapping[str, Any]]) -> str:
+    """The address Juju would name the machine by: public first, then the cloud-local one."""
+    for scope in ("public", "local-cloud"):
+        for a in addresses:
+            if a.get("scope") == scope and a.get("value"):
+                return str(a["value"])
+    return next((str(a["value"]) for a in addresses if a.get("value")), "")
+
+
 def status_from_watcher(name: str, uuid: str, model: Any) -> ModelStatus:
     """The same view from libjuju's AllWatcher state (no request); machines' constraints are
     not in the watcher's data (MAAS's tags in their hardware are)."""
@@ -221,6 +240,7 @@ def status_from_watcher(name: str, uuid: str, model: Any) -> ModelStatus:
             agent_message=_status_field(data, "agent-status", "message"),
             base=str(data.get("base") or ""),
             parent=mid.rsplit("/", 2)[0] if "/" in mid else "",
+            address=_watcher_address(data.get("addresses") or []),
         )
     for app_name, app in list(model.applications.items()):
         data = app.safe_data or {}
@@ -264,19 +284,31 @@ def _result_errors(result: Any) -> list[str]:
 
 
 def _juju_message(exc: BaseException) -> str:
+    """Juju's words: for a bulk call's failed items libjuju's `message` is the list's repr,
+    so its `errors` are joined instead."""
     message = getattr(exc, "message", None)
-    if not message:
-        errors = getattr(exc, "errors", None)
-        message = "; ".join(str(e) for e in errors) if errors else str(exc)
+    errors = getattr(exc, "errors", None)
+    if errors and (not message or message == str(errors)):
+        message = "; ".join(str(e) for e in errors)
+    elif not message:
+        message = str(exc)
     return str(message).strip() or type(exc).__name__
 
 
 def _is_connection_fault(exc: BaseException) -> bool:
     name = type(exc).__name__
     return isinstance(exc, (OSError, TimeoutError, ConnectionError)) or name in (
-        "ConnectionClosed", "ConnectionClosedError", "ConnectionClosedOK", "JujuConnectionError",
+        "ConnectionClosed", "ConnectionClosedError", "ConnectionClosedOK",
         "InvalidStatusCode", "InvalidHandshake", "InvalidMessage",
     )
+
+
+def _transient(exc: Exception) -> bool:
+    """A read may be sent again after a lost connection; anything Juju answered (a JujuError,
+    libjuju's failed logins and unreachable endpoints included) is final."""
+    from juju.errors import JujuError
+
+    return not isinstance(exc, JujuError) and _is_connection_fault(exc)
 
 
 PING_TASK = "Connection._pinger.<locals>._do_ping"
@@ -345,16 +377,18 @@ class AddedMachine:
 
 
 class JujuDriver:
-    """One controller connection, and at most one model connection, for one run."""
+    """One controller connection for one run, and the models opened through it (one handle
+    per model name)."""
 
-    def __init__(self, controller: Any, jujudata: Any, controller_name: str, endpoint: str) -> None:
+    def __init__(self, controller: Any, jujudata: Any, controller_name: str, endpoint: str,
+                 sleep: Sleep = asyncio.sleep) -> None:
         self._controller = controller
         self._jujudata = jujudata
         self.controller_name = controller_name
         self.endpoint = endpoint
-        self._model: Any = None
-        self._model_name = ""
-        self._changed = asyncio.Event()
+        self._sleep = sleep  # between read retries; tests pass one that does not wait
+        self._models: dict[str, JujuModel] = {}
+        self._opening = asyncio.Lock()  # two tasks opening one model get one handle
 
     # -- connecting ------------------------------------------------------------------------------
 
@@ -414,56 +448,50 @@ class JujuDriver:
             return None
 
     async def close(self) -> None:
-        if self._model is not None:
-            model, self._model = self._model, None
-            try:
-                await model.disconnect()
-            except Exception as exc:  # closing never fails the run
-                log.debug("model disconnect: %s", exc)
+        """Close every open model, then the controller connection; never raises."""
+        for model in list(self._models.values()):
+            await model.close()
         try:
             await self._controller.disconnect()
-        except Exception as exc:
+        except Exception as exc:  # closing never fails the run
             log.debug("controller disconnect: %s", exc)
         await _reap_pings()
 
     async def _call(self, operation: str, fn: Callable[[], Awaitable[T]], *, where: str | None = None,
                     read: bool = False) -> T:
         """Run one libjuju call; reads are retried on connection faults, mutations never."""
+        return await retry_call(READS if read else ONCE, fn, transient=_transient, log=log,
+                                what=f"Juju {operation}", error=lambda exc: self._error(exc, operation, where),
+                                sleep=self._sleep)
+
+    def _error(self, exc: Exception, operation: str, where: str | None) -> StageError:
         from juju.errors import JujuAPIError, JujuError
 
-        delays: Sequence[float | None] = (*READ_RETRY_DELAYS, None) if read else (None,)
-        for attempt, delay in enumerate(delays):
-            try:
-                return await fn()
-            except StageError:
-                raise
-            except JujuAPIError as exc:
-                code = getattr(exc, "error_code", "") or ""
-                if code == "unauthorized access" or "invalid entity name or password" in _juju_message(exc):
-                    raise StageError(
-                        f"the controller refused the login: {_juju_message(exc)}",
-                        system="Juju", operation=operation, where=where,
-                        hint="check the account in JUJU_DATA (accounts.yaml) or juju.password",
-                    ) from None
-                raise StageError(_juju_message(exc) + (f" ({code})" if code else ""), system="Juju",
-                                 operation=operation, where=where) from None
-            except JujuError as exc:
-                raise StageError(_juju_message(exc), system="Juju", operation=operation, where=where) from None
-            except Exception as exc:
-                if not _is_connection_fault(exc):
-                    raise StageError(f"{type(exc).__name__}: {_juju_message(exc)}", system="Juju",
-                                     operation=operation, where=where) from None
-                if delay is None:
-                    raise StageError(
-                        f"lost the connection to the controller at {self.endpoint}: {type(exc).__name__}: {exc}",
-                        system="Juju", operation=operation, where=where,
-                        hint="check that the controller is reachable, then run `botlab up`: it resumes"
-                        " from what is already in the model",
-                    ) from None
-                log.debug("Juju %s: %s, retry %d in %.1fs", operation, exc, attempt + 1, delay)
-            assert delay is not None
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        if isinstance(exc, JujuAPIError):
+            code = getattr(exc, "error_code", "") or ""
+            if code == "unauthorized access" or "invalid entity name or password" in _juju_message(exc):
+                return StageError(
+                    f"the controller refused the login: {_juju_message(exc)}",
+                    system="Juju", operation=operation, where=where,
+                    hint="check the account in JUJU_DATA (accounts.yaml) or juju.password",
+                )
+            return StageError(_juju_message(exc) + (f" ({code})" if code else ""), system="Juju",
+                              operation=operation, where=where)
+        if isinstance(exc, JujuError):
+            return StageError(_juju_message(exc), system="Juju", operation=operation, where=where)
+        if not _is_connection_fault(exc):
+            return StageError(f"{type(exc).__name__}: {_juju_message(exc)}", system="Juju",
+                              operation=operation, where=where)
+        return StageError(
+            f"lost the connection to the controller at {self.endpoint}: {type(exc).__name__}: {exc}",
+            system="Juju", operation=operation, where=where,
+            hint="check that the controller is reachable, then run `botlab up`: it resumes"
+            " from what is already in the model",
+        )
+
+    def _user(self) -> str:
+        """The logged-in user's name (`admin`), as Juju's user-scoped calls want it."""
+        return str(self._controller.connection().info["user-info"]["identity"]).removeprefix("user-")
 
     # -- models ----------------------------------------------------------------------------------
 
@@ -473,70 +501,57 @@ class JujuDriver:
         return dict(found)
 
     async def create_model(self, name: str, cloud: str, authorized_keys: str,
-                           config: Mapping[str, str] | None = None) -> None:
-        """CreateModel on `cloud` (its default region and credential). libjuju would read the
-        client's key from $JUJU_DATA; it is passed here instead."""
+                           config: Mapping[str, str] | None = None) -> JujuModel:
+        """CreateModel on `cloud` (its default region and credential), and its handle. libjuju
+        would read the client's key from $JUJU_DATA; it is passed here instead."""
         settings = {"authorized-keys": authorized_keys, **(config or {})}
 
         async def _add() -> Any:
             return await self._controller.add_model(name, cloud_name=cloud, config=settings)
 
         model = await self._call("create model", _add, where=f"model {name}")
-        self._adopt(model, name)
+        if name in self._models:  # a handle on an earlier model of that name, destroyed behind our back
+            await self._models[name].close()
+        return self._adopt(model, name, str(model.info.uuid))
 
-    async def open_model(self, name: str, uuid: str | None = None) -> None:
-        """Connect to model `name` (its AllWatcher starts feeding `live()`); given its `uuid`
-        (from `model_uuids`), without listing the models again."""
-        if self._model is not None and self._model_name == name:
-            return
-        if uuid is None:
-            uuids = await self.model_uuids()
-            if name not in uuids:
-                raise StageError(f"model {name} does not exist", system="Juju", operation="connect model",
-                                 where=f"controller {self.controller_name}")
-            uuid = uuids[name]
-        from juju.model import Model
+    async def open_model(self, name: str, uuid: str | None = None) -> JujuModel:
+        """The handle of model `name`, connecting it on first use (its AllWatcher starts
+        feeding `live()`); given its `uuid` (from `model_uuids`), without listing the models."""
+        async with self._opening:
+            if name in self._models:
+                return self._models[name]
+            if uuid is None:
+                uuids = await self.model_uuids()
+                if name not in uuids:
+                    raise StageError(f"model {name} does not exist", system="Juju", operation="connect model",
+                                     where=f"controller {self.controller_name}")
+                uuid = uuids[name]
+            from juju.model import Model
 
-        model = Model(jujudata=self._jujudata)
-        params = dict(self._controller.connection().connect_params())
-        params["uuid"] = uuid
+            model = Model(jujudata=self._jujudata)
+            params = dict(self._controller.connection().connect_params())
+            params["uuid"] = uuid
 
-        async def _connect() -> None:
-            await model.connect(**params)
+            async def _connect() -> None:
+                await model.connect(**params)
 
-        await self._call("connect model", _connect, where=f"model {name}", read=True)
-        self._adopt(model, name)
+            await self._call("connect model", _connect, where=f"model {name}", read=True)
+            return self._adopt(model, name, uuid)
 
-    def _adopt(self, model: Any, name: str) -> None:
-        self._model, self._model_name = model, name
+    def _adopt(self, model: Any, name: str, uuid: str) -> JujuModel:
+        handle = JujuModel(self, model, name, uuid)
+        self._models[name] = handle
+        return handle
 
-        async def on_delta(delta: Any, old: Any, new: Any, model: Any) -> None:
-            self._changed.set()
-
-        self._on_delta = on_delta  # libjuju keeps observers in a weak map: hold it here
-        model.add_observer(on_delta)
-
-    @property
-    def model(self) -> Any:
-        if self._model is None:
-            raise RuntimeError("no model is open")
-        return self._model
-
-    @property
-    def model_uuid(self) -> str:
-        return str(self.model.info.uuid)
-
-    def _facade(self, name: str) -> Any:
-        """libjuju's generated client of facade `name` (`client.<name>Facade`) on the open model."""
-        from juju.client import client
-
-        return getattr(client, f"{name}Facade").from_connection(self.model.connection())
+    def _forget(self, handle: JujuModel) -> None:
+        if self._models.get(handle.name) is handle:
+            del self._models[handle.name]
 
     async def destroy_model(self, name: str, timeout: float) -> None:
-        """DestroyModels, then wait until the controller no longer lists it."""
-        if self._model is not None and self._model_name == name:
-            model, self._model = self._model, None
-            await model.disconnect()
+        """Close its handle if open, DestroyModels, then wait until the controller no longer
+        lists it."""
+        if name in self._models:
+            await self._models[name].close()
 
         async def _destroy() -> None:
             await self._controller.destroy_model(name)
@@ -554,20 +569,83 @@ class JujuDriver:
             await asyncio.sleep(delay)
             delay = min(2.0, delay * 1.5)
 
+
+def _machine_tag(machine_id: str) -> str:
+    """`0/lxd/1` -> `machine-0-lxd-1`."""
+    return "machine-" + machine_id.replace("/", "-")
+
+
+class JujuModel:
+    """One open model: its own libjuju connection, AllWatcher and change event, so events of
+    one model never wake a task waiting on another. Got from `JujuDriver.open_model` or
+    `create_model`; closed by `close()`, `JujuDriver.destroy_model` or `JujuDriver.close`."""
+
+    def __init__(self, driver: JujuDriver, model: Any, name: str, uuid: str) -> None:
+        self._driver = driver
+        self._model: Any = model
+        self.name = name
+        self.uuid = uuid
+        self._changed = asyncio.Event()
+
+        async def on_delta(delta: Any, old: Any, new: Any, model: Any) -> None:
+            self._changed.set()
+
+        self._on_delta = on_delta  # libjuju keeps observers in a weak map: hold it here
+        model.add_observer(on_delta)
+
+    @property
+    def closed(self) -> bool:
+        return self._model is None
+
+    @property
+    def _libjuju(self) -> Any:
+        """libjuju's Model, while the handle is open."""
+        if self._model is None:
+            raise RuntimeError(f"model {self.name} is closed")
+        return self._model
+
+    async def close(self) -> None:
+        """Disconnect (its AllWatcher stops); never raises. The driver's next `open_model`
+        of this name connects afresh."""
+        self._driver._forget(self)
+        if self._model is None:
+            return
+        model, self._model = self._model, None
+        try:
+            await model.disconnect()
+        except Exception as exc:  # closing never fails the run
+            log.debug("model %s disconnect: %s", self.name, exc)
+
+    async def _call(self, operation: str, fn: Callable[[], Awaitable[T]], *, where: str | None = None,
+                    read: bool = False) -> T:
+        return await self._driver._call(operation, fn, where=where, read=read)
+
+    def _facade(self, name: str) -> Any:
+        """libjuju's generated client of facade `name` (`client.<name>Facade`) on this model."""
+        from juju.client import client
+
+        return getattr(client, f"{name}Facade").from_connection(self._libjuju.connection())
+
+    def _application(self, name: str) -> Any:
+        app = self._libjuju.applications.get(name)
+        if app is None:
+            raise StageError(f"application {name} is not in the model", system="Juju", where=name)
+        return app
+
     # -- reading ---------------------------------------------------------------------------------
 
     async def status(self) -> ModelStatus:
-        """Client.FullStatus of the open model."""
-        model = self.model
-        full = await self._call("read status", model.get_status, where=f"model {self._model_name}", read=True)
-        return status_from_full(self._model_name, self.model_uuid, full)
+        """Client.FullStatus of the model."""
+        model = self._libjuju
+        full = await self._call("read status", model.get_status, where=f"model {self.name}", read=True)
+        return status_from_full(self.name, self.uuid, full)
 
     def live(self) -> ModelStatus:
-        """The model as the AllWatcher has delivered it so far (no request)."""
-        return status_from_watcher(self._model_name, self.model_uuid, self.model)
+        """The model as its AllWatcher has delivered it so far (no request)."""
+        return status_from_watcher(self.name, self.uuid, self._libjuju)
 
     async def changed(self, timeout: float) -> bool:
-        """Wait until the AllWatcher delivers a change (True) or `timeout` passes (False)."""
+        """Wait until this model's AllWatcher delivers a change (True) or `timeout` passes (False)."""
         try:
             await asyncio.wait_for(self._changed.wait(), timeout=max(0.0, timeout))
         except TimeoutError:
@@ -577,12 +655,26 @@ class JujuDriver:
 
     async def ssh_keys(self) -> list[str]:
         """The model's authorized keys, as full public key lines."""
-        model = self.model
+        model = self._libjuju
         found = await self._call("list ssh keys", lambda: model.get_ssh_keys(raw_ssh=True), read=True)
         keys: list[str] = []
         for result in getattr(found, "results", None) or []:
             keys.extend(str(k) for k in (getattr(result, "result", None) or []))
         return keys
+
+    async def host_keys(self, machine_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Machine id -> the SSH host keys its agent reported (SSHClient.PublicKeys, one request
+        for all). A machine whose agent has not reported them yet fails the call (libjuju
+        raises on any failed item), so ask once the machines have started."""
+        if not machine_ids:
+            return {}
+        facade = self._facade("SSHClient")
+        entities = [{"tag": _machine_tag(mid)} for mid in machine_ids]
+        where = ", ".join(f"machine {m}" for m in machine_ids[:3]) + (" ..." if len(machine_ids) > 3 else "")
+        got = await self._call("read host keys", lambda: facade.PublicKeys(entities=entities), where=where,
+                               read=True)
+        return {mid: [str(k) for k in item.public_keys or []]
+                for mid, item in zip(machine_ids, got.results or [], strict=True)}
 
     async def application_config(self, application: str) -> dict[str, Any]:
         """Option -> current value (options without one are left out)."""
@@ -598,15 +690,15 @@ class JujuDriver:
     # -- changing --------------------------------------------------------------------------------
 
     async def add_ssh_key(self, key: str) -> None:
-        model = self.model
-        user = str(self._controller.connection().info["user-info"]["identity"]).removeprefix("user-")
+        model = self._libjuju
+        user = self._driver._user()
 
         async def _add() -> None:
             errors = _result_errors(await model.add_ssh_key(user, key))
             if errors:
                 raise StageError(errors[0], system="Juju", operation="add ssh key")
 
-        await self._call("add ssh key", _add, where=f"model {self._model_name}")
+        await self._call("add ssh key", _add, where=f"model {self.name}")
 
     async def add_machines(self, requests: Sequence[MachineRequest]) -> list[AddedMachine]:
         """MachineManager.AddMachines, up to 100 machines per request. Each result carries
@@ -656,7 +748,7 @@ class JujuDriver:
         bundle writes them (`cores=4 mem=8G`), "" for none."""
         from juju.constraints import parse as parse_constraints
 
-        model = self.model
+        model = self._libjuju
         parsed = parse_constraints(constraints) if constraints else None
 
         async def _deploy() -> None:
@@ -684,7 +776,7 @@ class JujuDriver:
         return [str(u) for u in result.units or []]
 
     async def relate(self, first: str, second: str) -> None:
-        model = self.model
+        model = self._libjuju
 
         async def _relate() -> None:
             await model.integrate(first, second)
@@ -712,7 +804,7 @@ class JujuDriver:
     async def run_action(self, unit: str, action: str, timeout: float, **params: Any) -> ActionResult:
         """Run an action on a unit and wait for its end (through the AllWatcher), then read its
         results."""
-        model = self.model
+        model = self._libjuju
         found = model.units.get(unit)
         if found is None:
             raise StageError(f"unit {unit} is not in the model", system="Juju", operation=f"run {action}",
@@ -736,9 +828,3 @@ class JujuDriver:
                                where=unit, read=True)
         item = got.results[0]
         return ActionResult(str(item.status or ""), dict(item.output or {}), str(item.message or ""))
-
-    def _application(self, name: str) -> Any:
-        app = self.model.applications.get(name)
-        if app is None:
-            raise StageError(f"application {name} is not in the model", system="Juju", where=name)
-        return app

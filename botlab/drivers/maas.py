@@ -1,7 +1,7 @@
 """MAAS driver: a thin async facade over python-libmaas. No policy: it lists, creates,
 commissions and tags what it is told to, bounds requests in flight, retries answers that
-say "try again" (503, connection resets), and turns every other fault into a StageError
-naming the operation and what MAAS said."""
+say "try again" (502/503/504, connection resets) under one RetryPolicy, and turns every other
+fault into a StageError naming the operation and what MAAS said."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from botlab.drivers.retry import RetryPolicy, Sleep, retry_call
 from botlab.errors import StageError
 
 if TYPE_CHECKING:
@@ -22,7 +24,57 @@ log = logging.getLogger("botlab.maas")
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({502, 503, 504})
-RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+# 7 tries, waits 0.2, 0.4 ... 6.4 s plus up to 0.5 s of jitter each: about 13-16 s in all.
+RETRY = RetryPolicy(attempts=7, initial=0.2, maximum=8.0, jitter=0.5)
+
+
+class MaasStatus(IntEnum):
+    """A machine's status code (MAAS's NODE_STATUS, maasserver/enum.py, stable since 2.x).
+    A code this list does not know (a newer MAAS) becomes an unnamed member with that value,
+    so comparisons and sets below still work and nothing fails on reading it."""
+
+    NEW = 0
+    COMMISSIONING = 1
+    FAILED_COMMISSIONING = 2
+    MISSING = 3
+    READY = 4
+    RESERVED = 5
+    DEPLOYED = 6
+    RETIRED = 7
+    BROKEN = 8
+    DEPLOYING = 9
+    ALLOCATED = 10
+    FAILED_DEPLOYMENT = 11
+    RELEASING = 12
+    FAILED_RELEASING = 13
+    DISK_ERASING = 14
+    FAILED_DISK_ERASING = 15
+    RESCUE_MODE = 16
+    ENTERING_RESCUE_MODE = 17
+    FAILED_ENTERING_RESCUE_MODE = 18
+    EXITING_RESCUE_MODE = 19
+    FAILED_EXITING_RESCUE_MODE = 20
+    TESTING = 21
+    FAILED_TESTING = 22
+
+    @classmethod
+    def _missing_(cls, value: object) -> MaasStatus | None:
+        if not isinstance(value, int):
+            return None
+        unknown = int.__new__(cls, value)
+        unknown._name_ = f"UNKNOWN_{value}"
+        unknown._value_ = value
+        return unknown
+
+
+# What the stages decide on, by status:
+WAITING = frozenset({MaasStatus.COMMISSIONING, MaasStatus.TESTING, MaasStatus.RELEASING})  # MAAS is busy with it
+FAILED = frozenset({MaasStatus.FAILED_COMMISSIONING, MaasStatus.FAILED_TESTING})  # commissioning again may fix it
+IN_USE = frozenset({MaasStatus.ALLOCATED, MaasStatus.DEPLOYING, MaasStatus.DEPLOYED,
+                    MaasStatus.FAILED_DEPLOYMENT})  # someone (Juju) holds it
+# Still held after its Juju model was destroyed: the release has not finished yet.
+RELEASE_PENDING = frozenset({MaasStatus.DEPLOYED, MaasStatus.DEPLOYING, MaasStatus.ALLOCATED,
+                             MaasStatus.RELEASING, MaasStatus.DISK_ERASING})
 
 
 @dataclass(frozen=True)
@@ -31,7 +83,7 @@ class MaasMachine:
 
     system_id: str
     hostname: str
-    status: int
+    status: MaasStatus
     status_name: str
     status_message: str
     cpu_count: int
@@ -39,6 +91,7 @@ class MaasMachine:
     tags: tuple[str, ...]
     owner: str | None
     macs: tuple[str, ...]
+    ip_addresses: tuple[str, ...] = ()
 
 
 def _machine(data: Mapping[str, Any]) -> MaasMachine:
@@ -50,7 +103,7 @@ def _machine(data: Mapping[str, Any]) -> MaasMachine:
     return MaasMachine(
         system_id=str(data["system_id"]),
         hostname=str(data.get("hostname", "")),
-        status=int(data.get("status", -1)),
+        status=MaasStatus(int(data.get("status", -1))),
         status_name=str(data.get("status_name", "")),
         status_message=str(data.get("status_message") or ""),
         cpu_count=int(data.get("cpu_count") or 0),
@@ -58,6 +111,7 @@ def _machine(data: Mapping[str, Any]) -> MaasMachine:
         tags=tuple(data.get("tag_names") or ()),
         owner=data.get("owner"),
         macs=tuple(macs),
+        ip_addresses=tuple(str(a) for a in data.get("ip_addresses") or ()),
     )
 
 
@@ -77,9 +131,14 @@ def count_gpus(lshw_xml: bytes | str) -> int:
     return count
 
 
-def _retryable(exc: Exception) -> bool:
-    """aiohttp's transport errors, and libmaas's RemoteError for a 502/503/504 describe."""
-    if type(exc).__module__.startswith("aiohttp"):
+def _transient(exc: Exception) -> bool:
+    """MAAS's "try again" answers (502/503/504, also as libmaas's RemoteError for describe),
+    aiohttp's transport errors, timeouts and socket errors."""
+    from maas.client.bones import CallError
+
+    if isinstance(exc, CallError):
+        return exc.status in RETRY_STATUSES
+    if isinstance(exc, (TimeoutError, OSError)) or type(exc).__module__.startswith("aiohttp"):
         return True
     return type(exc).__name__ == "RemoteError" and any(f" {s} " in str(exc) for s in RETRY_STATUSES)
 
@@ -87,10 +146,12 @@ def _retryable(exc: Exception) -> bool:
 class MaasDriver:
     """One connection to one MAAS, shared by every task of a stage."""
 
-    def __init__(self, session: Any, concurrency: int, key_source: str, url: str):
+    def __init__(self, session: Any, concurrency: int, key_source: str, url: str,
+                 sleep: Sleep = asyncio.sleep) -> None:
         # libmaas's "bones" layer: its documented low-level API, one call per MAAS operation.
         self._session = session
         self._slots = asyncio.Semaphore(concurrency)
+        self._sleep = sleep  # between retries; tests pass one that does not wait
         self.key_source = key_source
         self.url = url
 
@@ -116,54 +177,47 @@ class MaasDriver:
         """libmaas opens one HTTP session per call; nothing stays open."""
 
     async def _call(self, operation: str, fn: Callable[[], Awaitable[T]], where: str | None = None) -> T:
+        """One MAAS request under RETRY; each attempt holds a slot, the waits between do not."""
+
+        async def attempt() -> T:
+            async with self._slots:
+                return await fn()
+
+        return await retry_call(RETRY, attempt, transient=_transient, log=log, what=f"MAAS {operation}",
+                                error=lambda exc: self._error(exc, operation, where), sleep=self._sleep)
+
+    def _error(self, exc: Exception, operation: str, where: str | None) -> StageError:
+        """What the operator reads for a failed request: the cause and where to look."""
         from maas.client.bones import CallError
 
-        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
-            async with self._slots:
-                try:
-                    return await fn()
-                except CallError as exc:
-                    status = exc.status
-                    body = exc.content.decode("utf-8", "replace").strip()
-                    if status in RETRY_STATUSES and delay is not None:
-                        log.debug("MAAS %s: HTTP %s, retry %d in %.1fs", operation, status, attempt + 1, delay)
-                    elif status == 401:
-                        raise StageError(
-                            f"MAAS at {self.url} refused the API key (HTTP 401: {body[:120]})",
-                            system="MAAS",
-                            operation=operation,
-                            hint=f"check the key in {self.key_source} (consumer:token:secret"
-                            " from `maas apikey --username=...`), then run `botlab up` again",
-                        ) from None
-                    else:
-                        raise StageError(
-                            f"HTTP {status}: {body[:300]}",
-                            system="MAAS",
-                            operation=operation,
-                            where=where,
-                            hint="see the MAAS UI or logs for this machine",
-                        ) from None
-                except (TimeoutError, OSError) as exc:
-                    if delay is None:
-                        raise StageError(
-                            f"cannot reach MAAS at {self.url}: {exc}",
-                            system="MAAS",
-                            operation=operation,
-                            where=where,
-                            hint="check maas.url and that MAAS is running, then run `botlab up`",
-                        ) from None
-                    log.debug("MAAS %s: %s, retry %d in %.1fs", operation, exc, attempt + 1, delay)
-                except Exception as exc:  # aiohttp errors; libmaas's RemoteError for describe
-                    if _retryable(exc) and delay is not None:
-                        log.debug("MAAS %s: %s, retry %d in %.1fs", operation, exc, attempt + 1, delay)
-                    else:
-                        raise StageError(
-                            f"{type(exc).__name__}: {exc}", system="MAAS", operation=operation,
-                            where=where, hint="check maas.url and that MAAS is running",
-                        ) from None
-            assert delay is not None
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        if isinstance(exc, CallError):
+            body = exc.content.decode("utf-8", "replace").strip()
+            if exc.status == 401:
+                return StageError(
+                    f"MAAS at {self.url} refused the API key (HTTP 401: {body[:120]})",
+                    system="MAAS",
+                    operation=operation,
+                    hint=f"check the key in {self.key_source} (consumer:token:secret"
+                    " from `maas apikey --username=...`), then run `botlab up` again",
+                )
+            return StageError(
+                f"HTTP {exc.status}: {body[:300]}",
+                system="MAAS",
+                operation=operation,
+                where=where,
+                hint="see the MAAS UI or logs for this machine",
+            )
+        if isinstance(exc, (TimeoutError, OSError)):
+            return StageError(
+                f"cannot reach MAAS at {self.url}: {exc}",
+                system="MAAS",
+                operation=operation,
+                where=where,
+                hint="check maas.url and that MAAS is running, then run `botlab up`",
+            )
+        # aiohttp's errors; libmaas's RemoteError for describe
+        return StageError(f"{type(exc).__name__}: {exc}", system="MAAS", operation=operation,
+                          where=where, hint="check maas.url and that MAAS is running")
 
     # -- machines -------------------------------------------------------------------------
 

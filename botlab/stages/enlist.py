@@ -9,25 +9,18 @@ import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from botlab import names
+from botlab.drivers.maas import FAILED, IN_USE, WAITING, MaasStatus
 from botlab.errors import StageError
-from botlab.pipeline import Change, Check, Stage
+from botlab.outputs import EnlistedMachine, EnlistOutputs, Hardware
+from botlab.pipeline import Change, Check, Inputs, Plan, Stage
 
 if TYPE_CHECKING:
     from botlab.context import StageContext
     from botlab.drivers.maas import MaasDriver, MaasMachine
     from botlab.inventory import Inventory, Machine
-
-# MAAS node status codes (MAAS's NODE_STATUS; python-libmaas NodeStatus).
-NEW, COMMISSIONING, FAILED_COMMISSIONING, MISSING, READY = 0, 1, 2, 3, 4
-DEPLOYED, BROKEN, DEPLOYING, ALLOCATED, FAILED_DEPLOYMENT, RELEASING = 6, 8, 9, 10, 11, 12
-DISK_ERASING = 14
-TESTING, FAILED_TESTING = 21, 22
-
-WAITING = frozenset({COMMISSIONING, TESTING, RELEASING})
-FAILED = frozenset({FAILED_COMMISSIONING, FAILED_TESTING})
-IN_USE = frozenset({ALLOCATED, DEPLOYING, DEPLOYED, FAILED_DEPLOYMENT})
 
 IDENTITY = "maas-machine"  # identities: hostname -> MAAS system id
 TAG_IDENTITY = "maas-tag"  # identities: tag name -> "ours" (tags this lab created)
@@ -36,29 +29,47 @@ POLL_FLOOR_S, POLL_CAP_S = 0.25, 15.0
 LIST_BATCH = 100  # hostnames per list request keeps query strings short
 
 
-def lab_tag(inv: Inventory) -> str:
-    return inv.name
-
-
-def role_tag(inv: Inventory, role: str) -> str:
-    return f"{inv.name}-role-{role}"
-
-
-def pin_tag(inv: Inventory, hostname: str) -> str:
-    return f"{inv.name}-pin-{hostname}"
-
-
 def wanted_tags(inv: Inventory, machine: Machine) -> set[str]:
-    return {lab_tag(inv), pin_tag(inv, machine.hostname)} | {role_tag(inv, r) for r in machine.roles}
+    return {names.lab_tag(inv.name), names.pin_tag(inv.name, machine.hostname)} | {
+        names.role_tag(inv.name, r) for r in machine.roles}
 
 
 def all_wanted_tags(inv: Inventory) -> set[str]:
     return set().union(*(wanted_tags(inv, m) for m in inv.machines))
 
 
+def is_lab_tag(inv: Inventory, tag: str) -> bool:
+    return tag == names.lab_tag(inv.name) or tag.startswith(inv.name + "-")
+
+
+@dataclass(frozen=True)
+class CreateTag(Change):
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class MachineStep(Change):
+    """What apply does with one inventory machine; `action` says it: create, commission,
+    wait, tag, ok (nothing) or blocked (a MAAS state botlab cannot fix)."""
+
+    hostname: str = ""
+    system_id: str | None = None
+
+
+@dataclass
+class EnlistPlan(Plan):
+    """The plan plus what it read, so apply starts from it instead of listing MAAS again."""
+
+    found: dict[str, MaasMachine | None] = field(default_factory=dict, repr=False)
+    tags: set[str] = field(default_factory=set, repr=False)
+
+    def step(self, hostname: str) -> MachineStep:
+        return next(c for c in self.changes if isinstance(c, MachineStep) and c.hostname == hostname)
+
+
 def usable(state: MaasMachine) -> bool:
     """Ready, or already allocated/deployed (by this lab: checked through its pin tag)."""
-    return state.status == READY or state.status in IN_USE
+    return state.status == MaasStatus.READY or state.status in IN_USE
 
 
 def poll_interval(elapsed: float, typical: float | None) -> float:
@@ -81,14 +92,10 @@ class Tracker:
     error: str | None = None
 
 
-class EnlistStage(Stage):
+class EnlistStage(Stage[EnlistPlan]):
     name = "enlist"
-    sections = ("lab", "machines")
-
-    def inputs(self, ctx: StageContext) -> dict[str, Any]:
-        data = ctx.inventory.fingerprint_data("lab", "machines")
-        data["maas_url"] = ctx.inventory.maas.url
-        return data
+    inputs = Inputs(keys=("lab", "machines", "maas.url"))
+    outputs = EnlistOutputs
 
     async def precheck(self, ctx: StageContext) -> None:
         """The API key, and power secrets of machines not yet known, must resolve now."""
@@ -118,57 +125,62 @@ class EnlistStage(Stage):
             found[machine.hostname] = hit
         return found
 
-    async def plan(self, ctx: StageContext) -> list[Change]:
+    async def plan(self, ctx: StageContext) -> EnlistPlan:
         inv = ctx.inventory
         maas = await ctx.drivers.maas()
-        found = await self._resolve(ctx, maas)
-        existing_tags = await maas.tag_names()
-        changes: list[Change] = []
-        for tag in sorted(all_wanted_tags(inv) - existing_tags):
-            changes.append(Change("create", f"tag {tag}", "not in MAAS"))
+        plan = EnlistPlan(found=await self._resolve(ctx, maas), tags=await maas.tag_names())
+        for tag in sorted(all_wanted_tags(inv) - plan.tags):
+            plan.changes.append(CreateTag("create", f"tag {tag}", "not in MAAS", tag=tag))
         for machine in inv.machines:
-            host = machine.hostname
-            state = found[host]
-            target = f"machine {host}"
-            if state is None:
-                how = "from its power parameters" if machine.power else "but no power parameters"
-                changes.append(Change("create", target, f"not known to MAAS; create {how} and commission"))
-                continue
-            if state.status == NEW:
-                changes.append(Change("commission", target, "New in MAAS"))
-            elif state.status in FAILED:
-                changes.append(Change("commission", target, f"{state.status_name}: retry"))
-            elif state.status in WAITING:
-                changes.append(Change("wait", target, f"{state.status_name} in MAAS"))
-            elif state.status == READY or state.status in IN_USE:
-                missing = wanted_tags(inv, machine) - set(state.tags)
-                if missing:
-                    changes.append(Change("tag", target, "add " + ", ".join(sorted(missing))))
-                else:
-                    changes.append(Change("ok", target, f"{state.status_name}, tagged"))
-            else:
-                changes.append(Change("blocked", target, f"{state.status_name} in MAAS: fix it there"))
-        return changes
+            plan.changes.append(self._step(inv, machine, plan.found[machine.hostname]))
+        plan.observed = {
+            "machines": {host: None if m is None else {
+                "system_id": m.system_id, "status": m.status_name,
+                "tags": sorted(t for t in m.tags if is_lab_tag(inv, t))} for host, m in plan.found.items()},
+            "tags": sorted(t for t in plan.tags if is_lab_tag(inv, t)),
+        }
+        return plan
+
+    @staticmethod
+    def _step(inv: Inventory, machine: Machine, state: MaasMachine | None) -> MachineStep:
+        host = machine.hostname
+        target = f"machine {host}"
+        if state is None:
+            how = "from its power parameters" if machine.power else "but no power parameters"
+            return MachineStep("create", target, f"not known to MAAS; create {how} and commission", hostname=host)
+        sid = state.system_id
+        if state.status == MaasStatus.NEW:
+            return MachineStep("commission", target, "New in MAAS", hostname=host, system_id=sid)
+        if state.status in FAILED:
+            return MachineStep("commission", target, f"{state.status_name}: retry", hostname=host, system_id=sid)
+        if state.status in WAITING:
+            return MachineStep("wait", target, f"{state.status_name} in MAAS", hostname=host, system_id=sid)
+        if usable(state):
+            missing = wanted_tags(inv, machine) - set(state.tags)
+            if missing:
+                return MachineStep("tag", target, "add " + ", ".join(sorted(missing)), hostname=host, system_id=sid)
+            return MachineStep("ok", target, f"{state.status_name}, tagged", hostname=host, system_id=sid)
+        return MachineStep("blocked", target, f"{state.status_name} in MAAS: fix it there", hostname=host,
+                           system_id=sid)
 
     # -- apply ---------------------------------------------------------------------------------
 
-    async def apply(self, ctx: StageContext) -> dict[str, Any]:
+    async def apply(self, ctx: StageContext, plan: EnlistPlan) -> EnlistOutputs:
         inv = ctx.inventory
         maas = await ctx.drivers.maas()
-        found = await self._resolve(ctx, maas)
         progress = ctx.progress()
         trackers: dict[str, Tracker] = {}
         for machine in inv.machines:
             t = Tracker(machine)
             prior = progress.get(machine.hostname)
             t.attempts = int(prior.data.get("attempts", 0)) if prior else 0
-            t.state = found[machine.hostname]
+            t.state = plan.found[machine.hostname]
             if t.state is not None:
                 t.system_id = t.state.system_id
                 ctx.set_identity(IDENTITY, machine.hostname, t.system_id)
             trackers[machine.hostname] = t
 
-        await asyncio.gather(*(self._start(ctx, maas, t) for t in trackers.values()))
+        await asyncio.gather(*(self._start(ctx, maas, t, plan.step(h)) for h, t in trackers.items()))
         # Tag while MAAS commissions, and read each machine's GPUs as soon as it is Ready, so
         # the stage ends one poll after the slowest machine, not after a tagging pass.
         details: dict[str, asyncio.Task[int]] = {}
@@ -182,7 +194,9 @@ class EnlistStage(Stage):
             if t.error is None and t.state is not None and usable(t.state):
                 read_details(t)
         ours = [t for t in trackers.values() if t.error is None and t.system_id is not None]
-        await asyncio.gather(self._wait(ctx, maas, trackers, read_details), self._tag(ctx, maas, ours))
+        created = [c.tag for c in plan.todo if isinstance(c, CreateTag)]
+        await asyncio.gather(self._wait(ctx, maas, trackers, read_details),
+                             self._tag(ctx, maas, ours, plan.tags, created))
         gpus = {host: await task for host, task in details.items()}
         ready = [t for t in trackers.values() if t.error is None]
         mismatches = self._check_hardware(ctx, ready, gpus)
@@ -202,10 +216,10 @@ class EnlistStage(Stage):
             )
         return self._outputs(inv, trackers, gpus)
 
-    async def _start(self, ctx: StageContext, maas: MaasDriver, t: Tracker) -> None:
-        """Create or commission one machine as its MAAS state requires; never twice."""
+    async def _start(self, ctx: StageContext, maas: MaasDriver, t: Tracker, step: MachineStep) -> None:
+        """Carry out one machine's planned step (create or commission it); never twice."""
         host = t.machine.hostname
-        if t.state is None:
+        if step.action == "create":
             m = t.machine
             if m.power is None or not m.macs:
                 t.error = (
@@ -224,11 +238,13 @@ class EnlistStage(Stage):
             t.attempts += 1  # MAAS commissions a machine an admin creates
             ctx.set_progress(host, "commissioning", f"created as {t.system_id}", {"attempts": t.attempts})
             ctx.event(f"{host}: created in MAAS as {t.system_id}; commissioning")
-        elif t.state.status == NEW:
+        elif t.state is None:
+            raise AssertionError(f"{host}: planned {step.action} for a machine MAAS does not have")
+        elif step.action == "commission" and t.state.status == MaasStatus.NEW:
             await self._commission(ctx, maas, t)
-        elif t.state.status in FAILED:
+        elif step.action == "commission":
             await self._retry_or_fail(ctx, maas, t)
-        elif t.state.status in IN_USE and pin_tag(ctx.inventory, host) not in t.state.tags:
+        elif t.state.status in IN_USE and names.pin_tag(ctx.inventory.name, host) not in t.state.tags:
             t.error = (
                 f"{t.state.status_name} in MAAS (owner {t.state.owner or 'unknown'}) but not"
                 f" tagged for lab {ctx.inventory.name}: another user or lab may own it;"
@@ -325,7 +341,7 @@ class EnlistStage(Stage):
 
     @staticmethod
     def _settled(state: MaasMachine) -> bool:
-        return not (state.status in WAITING or state.status == NEW or state.status in FAILED)
+        return not (state.status in WAITING or state.status == MaasStatus.NEW or state.status in FAILED)
 
     def _check_hardware(
         self, ctx: StageContext, ready: Iterable[Tracker], gpus: dict[str, int]
@@ -357,10 +373,11 @@ class EnlistStage(Stage):
                 ctx.set_progress(host, "hardware mismatch", "; ".join(msgs), {"attempts": t.attempts})
         return out
 
-    async def _tag(self, ctx: StageContext, maas: MaasDriver, machines: list[Tracker]) -> None:
-        """Converge this lab's tags: one create per missing tag, one update per changed tag."""
+    async def _tag(self, ctx: StageContext, maas: MaasDriver, machines: list[Tracker], have: set[str],
+                   create: list[str]) -> None:
+        """Converge this lab's tags: the planned creates (`have`: the tags the plan read), then
+        one update per changed tag."""
         inv = ctx.inventory
-        have = await maas.tag_names()
         ours = set(ctx.identities(TAG_IDENTITY))
         wanted: dict[str, set[str]] = {tag: set() for tag in all_wanted_tags(inv)}
         carrying: dict[str, set[str]] = {tag: set() for tag in wanted}
@@ -370,11 +387,12 @@ class EnlistStage(Stage):
                 wanted[tag].add(t.system_id)
             for tag in t.state.tags:
                 carrying.setdefault(tag, set()).add(t.system_id)
-        async def create(tag: str) -> None:
+        async def create_tag(tag: str) -> None:
             await maas.create_tag(tag, f"botlab lab {inv.name}")
             ctx.set_identity(TAG_IDENTITY, tag, "ours")
 
-        await asyncio.gather(*(create(tag) for tag in sorted(set(wanted) - have)))
+        await asyncio.gather(*(create_tag(tag) for tag in create))
+        have = have | set(create)
         for tag in sorted(set(wanted) & have - ours):
             ctx.set_identity(TAG_IDENTITY, tag, "ours")
 
@@ -387,9 +405,9 @@ class EnlistStage(Stage):
 
         # Tags of this lab that no machine wants any more (a role dropped) are emptied too.
         await asyncio.gather(*(update(tag) for tag in sorted(set(wanted) | (ours & have))))
-        await self._untag_departed(ctx, maas)
+        await self._untag_departed(ctx, maas, have)
 
-    async def _untag_departed(self, ctx: StageContext, maas: MaasDriver) -> None:
+    async def _untag_departed(self, ctx: StageContext, maas: MaasDriver, have: set[str]) -> None:
         """Machines that left the inventory lose this lab's tags (they stay enlisted)."""
         inv = ctx.inventory
         known = ctx.identities(IDENTITY)
@@ -397,7 +415,7 @@ class EnlistStage(Stage):
         departed = {sid: host for host, sid in known.items() if host not in current}
         if not departed:
             return
-        ours = set(ctx.identities(TAG_IDENTITY)) & (await maas.tag_names())
+        ours = set(ctx.identities(TAG_IDENTITY)) & have
         for tag in sorted(ours):
             members = await maas.tagged(tag)
             gone = sorted(members & set(departed))
@@ -407,18 +425,18 @@ class EnlistStage(Stage):
             ctx.event(f"{host} ({sid}) left the inventory: removed this lab's tags")
             ctx.store.forget_identity(IDENTITY, host)
 
-    def _outputs(self, inv: Inventory, trackers: dict[str, Tracker], gpus: dict[str, int]) -> dict[str, Any]:
+    def _outputs(self, inv: Inventory, trackers: dict[str, Tracker], gpus: dict[str, int]) -> EnlistOutputs:
         machines = {}
         for host, t in sorted(trackers.items()):
             assert t.state is not None and t.system_id is not None
-            machines[host] = {
-                "system_id": t.system_id,
-                "roles": list(t.machine.roles),
-                "tags": sorted(wanted_tags(inv, t.machine)),
-                "pin_tag": pin_tag(inv, host),
-                "hardware": {"cores": t.state.cpu_count, "memory_mib": t.state.memory_mib, "gpus": gpus.get(host, 0)},
-            }
-        return {"machines": machines, "lab_tag": lab_tag(inv)}
+            machines[host] = EnlistedMachine(
+                system_id=t.system_id,
+                roles=tuple(t.machine.roles),
+                tags=tuple(sorted(wanted_tags(inv, t.machine))),
+                pin_tag=names.pin_tag(inv.name, host),
+                hardware=Hardware(cores=t.state.cpu_count, memory_mib=t.state.memory_mib, gpus=gpus.get(host, 0)),
+            )
+        return EnlistOutputs(lab_tag=names.lab_tag(inv.name), machines=machines)
 
     # -- verify and teardown --------------------------------------------------------------
 
@@ -433,7 +451,7 @@ class EnlistStage(Stage):
             if state is None:
                 checks.append(Check(name, False, "not in MAAS"))
                 continue
-            if state.status != READY and state.status not in IN_USE:
+            if not usable(state):
                 checks.append(Check(name, False, f"{state.status_name} in MAAS"))
                 continue
             missing = wanted_tags(inv, machine) - set(state.tags)

@@ -12,25 +12,38 @@ kill -9 in the middle of a run.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import time
 from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from botlab.bundle import render_bundle
+from botlab import names
+from botlab.bundle import builtin_template, render_bundle
+from botlab.drivers.maas import RELEASE_PENDING
 from botlab.errors import InputError, Problem, StageError
-from botlab.pipeline import Change, Check, Stage
-from botlab.stages.enlist import ALLOCATED, DEPLOYED, DEPLOYING, DISK_ERASING, RELEASING, pin_tag
+from botlab.outputs import ClusterHost, EnlistOutputs, KubernetesOutputs
+from botlab.pipeline import Check, Inputs, Plan, Rendered, Stage
 from botlab.stages.kubernetes_diff import (
+    AddMachine,
+    AddUnit,
+    AuthorizeKey,
     BundleProblem,
+    CreateModel,
     Current,
+    DeployApp,
     Diff,
+    Expose,
+    Relate,
+    ResolveUnit,
+    SetConfig,
     Settle,
     Wanted,
     diff,
+    has_key,
     host_lookup,
+    key_name,
     match_machines,
     option_text,
     read_bundle,
@@ -39,23 +52,30 @@ from botlab.stages.kubernetes_diff import (
 
 if TYPE_CHECKING:
     from botlab.context import StageContext
-    from botlab.drivers.juju import JujuDriver, ModelStatus
+    from botlab.drivers.juju import JujuDriver, JujuModel, ModelStatus
     from botlab.inventory import Inventory
 
 IDENTITY = "juju-machine"  # identities: hostname -> Juju machine id in the lab's model
 SETTLE_S = 1.0  # everything settled for this long (no hook started meanwhile) ends the wait
 REFRESH_S = 5.0  # the live display refreshes elapsed times at least this often
 ACTION_TIMEOUT_S = 300.0
-KUBECONFIG = "kubeconfig"  # in the state folder
-MAAS_IN_USE = frozenset({DEPLOYED, DEPLOYING, ALLOCATED, RELEASING, DISK_ERASING})
 SHOWN_PENDING = 12  # pending items named in a timeout message
 
 
-def wanted_state(inv: Inventory) -> Wanted:
+def pin_tags(ctx: StageContext) -> dict[str, str]:
+    """Each inventory host's pin tag: as enlist recorded it, else (before enlist has run) the
+    one it will put on the machine."""
+    enlisted = ctx.outputs(EnlistOutputs)
+    recorded = enlisted.machines if enlisted else {}
+    return {m.hostname: recorded[m.hostname].pin_tag if m.hostname in recorded
+            else names.pin_tag(ctx.inventory.name, m.hostname) for m in ctx.inventory.machines}
+
+
+def wanted_state(inv: Inventory, pins: Mapping[str, str]) -> Wanted:
     """The rendered bundle as botlab deploys it; a bundle botlab cannot deploy is bad input."""
-    text = render_bundle(inv)
+    text = render_bundle(inv, pins)
     try:
-        return read_bundle(text, {m.hostname: pin_tag(inv, m.hostname) for m in inv.machines})
+        return read_bundle(text, pins)
     except BundleProblem as exc:
         key = "kubernetes.bundle" if inv.kubernetes.bundle else "machines"
         raise InputError([Problem(inv.where(key), key, f"rendered bundle: {exc}")]) from None
@@ -75,11 +95,6 @@ def operator_key(inv: Inventory) -> str:
     return lines[0]
 
 
-def key_name(key: str) -> str:
-    parts = key.split()
-    return parts[2] if len(parts) > 2 else parts[0]
-
-
 def _settle_state(inv: Inventory, wanted: Wanted, status: ModelStatus, ids: Mapping[str, str]) -> Settle:
     """`settle` with the inventory's container runtime and GPU hosts."""
     return settle(wanted, status, ids, docker=inv.kubernetes.container_runtime == "docker",
@@ -96,142 +111,162 @@ async def _all(work: Iterable[Awaitable[Any]]) -> list[Any]:
     return list(results)
 
 
-class KubernetesStage(Stage):
+def template_file(inv: Inventory) -> Path:
+    return inv.kubernetes.bundle or builtin_template()
+
+
+@dataclass
+class KubernetesPlan(Plan):
+    """The plan plus what it read (the rendered bundle, the model and its state), so apply
+    renders and reads nothing again."""
+
+    wanted: Wanted | None = field(default=None, repr=False)
+    key: str = ""
+    model: JujuModel | None = field(default=None, repr=False)
+    current: Current = field(default_factory=Current, repr=False)
+    diff: Diff = field(default_factory=Diff, repr=False)
+
+
+class KubernetesStage(Stage[KubernetesPlan]):
     name = "kubernetes"
-    sections = ("lab", "machines", "juju", "ssh", "kubernetes")
-    upstream = ("enlist",)
+    # What the model is built from: hosts and roles, Juju and the bundle's settings, the
+    # bundle's template and the operator's key; not the wait's timeout.
+    inputs = Inputs(
+        keys=("lab", "machines[].hostname", "machines[].roles", "juju", "kubernetes", "-kubernetes.timeout"),
+        files=(("ssh.public_key", lambda inv: inv.ssh.public_key), ("bundle template", template_file)),
+        upstream=(EnlistOutputs,),
+    )
+    outputs = KubernetesOutputs
 
     def __init__(self, settle_s: float = SETTLE_S) -> None:
         self.settle_s = settle_s
+        self.renders = 0  # bundles rendered by this stage object (for the benchmark)
+        self._wanted: dict[tuple[int, tuple[tuple[str, str], ...]], Wanted] = {}
 
-    def inputs(self, ctx: StageContext) -> dict[str, Any]:
-        """What the model is built from: hosts and roles, Juju and the bundle's settings, the
-        rendered bundle itself (so an edited template re-runs the stage) and the operator's
-        key; not the wait's timeout."""
-        inv = ctx.inventory
-        data = inv.fingerprint_data("lab", "juju", "kubernetes")
-        data["kubernetes"].pop("timeout", None)
-        data["machines"] = [{"hostname": m.hostname, "roles": sorted(m.roles)}
-                            for m in sorted(inv.machines, key=lambda m: m.hostname)]
-        try:
-            data["bundle_sha256"] = hashlib.sha256(render_bundle(inv).encode()).hexdigest()
-        except InputError:
-            data["bundle_sha256"] = None  # precheck reports it
-        try:
-            data["operator_key"] = hashlib.sha256(operator_key(inv).encode()).hexdigest()
-        except InputError:
-            data["operator_key"] = None
-        return data
+    def _wanted_state(self, ctx: StageContext) -> Wanted:
+        """The bundle, rendered once per command (precheck, plan and verify share it)."""
+        pins = pin_tags(ctx)
+        memo = (id(ctx.inventory), tuple(sorted(pins.items())))
+        if memo not in self._wanted:
+            self.renders += 1
+            self._wanted[memo] = wanted_state(ctx.inventory, pins)
+        return self._wanted[memo]
+
+    def render(self, inventory: Inventory) -> Rendered:
+        return Rendered("bundle", render_bundle(inventory))
 
     async def precheck(self, ctx: StageContext) -> None:
         inv = ctx.inventory
-        wanted_state(inv)
+        self._wanted_state(ctx)
         operator_key(inv)
         if inv.juju.password is not None:
             inv.secret("juju.password", ctx.environ)
 
     # -- reading the world -----------------------------------------------------------------
 
-    @staticmethod
-    async def _model_uuid(ctx: StageContext, juju: JujuDriver) -> str | None:
-        """The lab's model's UUID; None while there is no such model."""
-        return (await juju.model_uuids()).get(ctx.inventory.juju.model)
-
-    async def _read(self, ctx: StageContext, juju: JujuDriver, wanted: Wanted, uuid: str | None) -> Current:
+    async def _read(self, ctx: StageContext, juju: JujuDriver, wanted: Wanted) -> tuple[JujuModel | None, Current]:
+        """The lab's model (None while there is none) and what the diff reads of it."""
+        name = ctx.inventory.juju.model
+        uuid = (await juju.model_uuids()).get(name)
         if uuid is None:
-            return Current()
-        await juju.open_model(ctx.inventory.juju.model, uuid)
-        status = await juju.status()
-        keys = await juju.ssh_keys()
+            return None, Current()
+        model = await juju.open_model(name, uuid)
+        status = await model.status()
+        keys = await model.ssh_keys()
         with_options = [a.name for a in wanted.applications.values() if a.options and a.name in status.applications]
-        configs = await _all(juju.application_config(name) for name in with_options)
-        return Current(status, dict(zip(with_options, configs, strict=True)), keys)
+        configs = await _all(model.application_config(name) for name in with_options)
+        return model, Current(status, dict(zip(with_options, configs, strict=True)), keys)
 
-    async def _diff(self, ctx: StageContext, juju: JujuDriver, wanted: Wanted, *, uuid: str | None, key: str,
-                    recorded: Mapping[str, str]) -> tuple[Current, Diff]:
-        """The model (`uuid`; None: absent) read and diffed against `wanted`, given the
-        operator's key and the machine ids botlab recorded."""
-        current = await self._read(ctx, juju, wanted, uuid)
-        return current, diff(wanted, current, key, recorded)
-
-    async def plan(self, ctx: StageContext) -> list[Change]:
+    async def plan(self, ctx: StageContext) -> KubernetesPlan:
         inv = ctx.inventory
-        wanted = wanted_state(inv)
-        juju = await ctx.drivers.juju()
+        wanted = self._wanted_state(ctx)
         key = operator_key(inv)
-        _current, d = await self._diff(ctx, juju, wanted, uuid=await self._model_uuid(ctx, juju), key=key,
-                                       recorded=ctx.identities(IDENTITY))
-        return d.changes(inv.juju.model, inv.juju.controller, key_name(key))
+        juju = await ctx.drivers.juju()
+        model, current = await self._read(ctx, juju, wanted)
+        d = diff(wanted, current, key, ctx.identities(IDENTITY))
+        return KubernetesPlan(d.changes(inv.juju.model, inv.juju.controller, key), observed(current, d),
+                              wanted=wanted, key=key, model=model, current=current, diff=d)
 
     # -- apply ---------------------------------------------------------------------------------
 
-    async def apply(self, ctx: StageContext) -> dict[str, Any]:
+    async def apply(self, ctx: StageContext, plan: KubernetesPlan) -> KubernetesOutputs:
         inv = ctx.inventory
-        model = inv.juju.model
-        wanted = wanted_state(inv)
-        key = operator_key(inv)
+        name = inv.juju.model
+        assert plan.wanted is not None
         juju = await ctx.drivers.juju()
-        uuid = await self._model_uuid(ctx, juju)
-        created = uuid is None
-        if created:
-            ctx.set_progress("model", "creating", model)
-            await juju.create_model(model, inv.juju.cloud, juju.client_key() or key)
-            uuid = juju.model_uuid
-            ctx.set_progress("model", "created", f"{model} ({uuid})")
-            ctx.note(f"created model {model} on controller {inv.juju.controller}")
-        recorded = ctx.identities(IDENTITY)
-        current, d = await self._diff(ctx, juju, wanted, uuid=uuid, key=key, recorded=recorded)
-        if d.conflicts:
+        todo = plan.todo
+        conflicts = [c for c in todo if c.action == "conflict"]
+        if conflicts:
             raise StageError(
-                "; ".join(f"{c.target}: {c.reason}" for c in d.conflicts), system="Juju",
-                operation="reconcile the bundle", where=f"model {model}",
+                "; ".join(f"{c.target}: {c.reason}" for c in conflicts), system="Juju",
+                operation="reconcile the bundle", where=f"model {name}",
             )
-        if d.add_key:
-            await juju.add_ssh_key(key)
-            ctx.note(f"authorized the operator's key {key_name(key)} in model {model}")
+        model = plan.model
+        created = any(isinstance(c, CreateModel) for c in todo)
+        authorized = ""
+        if created:
+            ctx.set_progress("model", "creating", name)
+            authorized = juju.client_key() or plan.key
+            model = await juju.create_model(name, inv.juju.cloud, authorized)
+            ctx.set_progress("model", "created", f"{name} ({model.uuid})")
+            ctx.note(f"created model {name} on controller {inv.juju.controller}")
+        assert model is not None
+        for change in todo:
+            if isinstance(change, AuthorizeKey) and not has_key([authorized], change.key):
+                await model.add_ssh_key(change.key)
+                ctx.note(f"authorized the operator's key {key_name(change.key)} in model {name}")
 
-        ids = dict(d.machine_ids)
+        recorded = ctx.identities(IDENTITY)
+        ids = dict(plan.diff.machine_ids)
         for host, mid in ids.items():
             if recorded.get(host) != mid:
                 ctx.set_identity(IDENTITY, host, mid)
-        ids.update(await self._add_machines(ctx, juju, d))
-        await _all(self._deploy(ctx, juju, app.name, wanted) for app in d.deploy)
-        work: list[Awaitable[Any]] = []
-        for app_name, placements in d.units.items():
-            directives = [f"{p.container}:{ids[p.hostname]}" if p.container else ids[p.hostname] for p in placements]
-            work.append(self._add_units(ctx, juju, app_name, directives))
-        work += [juju.relate(str(r.first), str(r.second)) for r in d.relations]
-        work += [juju.expose(name) for name in d.expose]
-        work += [juju.set_config(name, options) for name, options in d.config.items()]
+        ids.update(await self._add_machines(ctx, model, [c.machine for c in todo
+                                                          if isinstance(c, AddMachine) and c.machine]))
+        await _all(self._deploy(ctx, model, c) for c in todo if isinstance(c, DeployApp))
+        placements: dict[str, list[str]] = {}
+        for c in todo:
+            if isinstance(c, AddUnit) and c.placement is not None:
+                p = c.placement
+                placements.setdefault(c.application, []).append(
+                    f"{p.container}:{ids[p.hostname]}" if p.container else ids[p.hostname])
+        work: list[Awaitable[Any]] = [self._add_units(ctx, model, app, d) for app, d in placements.items()]
+        relations = [c.relation for c in todo if isinstance(c, Relate) and c.relation]
+        work += [model.relate(str(r.first), str(r.second)) for r in relations]
+        exposed = [c.application for c in todo if isinstance(c, Expose)]
+        exposed += [c.app.name for c in todo if isinstance(c, DeployApp) and c.app and c.app.expose]
+        work += [model.expose(name) for name in exposed]
+        configs = [c for c in todo if isinstance(c, SetConfig)]
+        work += [model.set_config(c.application, c.options) for c in configs]
         await _all(work)
-        for rel in d.relations:
+        for rel in relations:
             ctx.event(f"related {rel}")
-        for name, options in d.config.items():
-            ctx.note(f"{name}: set " + ", ".join(f"{k}={v}" for k, v in sorted(options.items())))
+        for c in configs:
+            ctx.note(f"{c.application}: set " + ", ".join(f"{k}={v}" for k, v in sorted(c.options.items())))
 
-        errored = sorted(u.name for u in (current.status.units.values() if current.status else ())
-                         if u.workload == "error")
+        errored = [c.unit for c in todo if isinstance(c, ResolveUnit)]
         for unit in errored:
-            await juju.resolve(unit)
+            await model.resolve(unit)
             ctx.note(f"{unit}: retrying its failed hook (juju resolved)")
-        await self._wait(ctx, juju, wanted, ids, set(errored))
-        built = bool(created or d.machines or d.deploy or d.units or d.relations)
-        kubeconfig = await self._kubeconfig(ctx, juju, wanted, refetch=built)
-        return self._outputs(ctx, juju, wanted, ids, kubeconfig)
+        await self._wait(ctx, model, plan.wanted, ids, set(errored))
+        built = bool(created or any(isinstance(c, (AddMachine, DeployApp, AddUnit, Relate)) for c in todo))
+        status = await model.status()
+        kubeconfig = await self._kubeconfig(ctx, model, plan.wanted, status, refetch=built)
+        return await self._outputs(ctx, model, plan.wanted, ids, status, kubeconfig)
 
-    async def _add_machines(self, ctx: StageContext, juju: JujuDriver, d: Diff) -> dict[str, str]:
+    async def _add_machines(self, ctx: StageContext, model: JujuModel, machines: list[Any]) -> dict[str, str]:
         """One machine per host still missing, constrained by its pin tag; each id recorded as
         soon as Juju answers (a crash before that is reconciled through the pin tag)."""
         from botlab.drivers.juju import MachineRequest
 
-        if not d.machines:
+        if not machines:
             return {}
-        for m in d.machines:
+        for m in machines:
             ctx.set_progress(m.hostname, "adding", f"constraints {m.constraints}")
-        added = await juju.add_machines([MachineRequest(m.constraints, m.base) for m in d.machines])
+        added = await model.add_machines([MachineRequest(m.constraints, m.base) for m in machines])
         ids: dict[str, str] = {}
         failed: list[str] = []
-        for m, result in zip(d.machines, added, strict=True):
+        for m, result in zip(machines, added, strict=True):
             if result.error or not result.machine:
                 failed.append(f"{m.hostname}: {result.error or 'no machine id in the answer'}")
                 ctx.set_progress(m.hostname, "error", result.error)
@@ -240,29 +275,30 @@ class KubernetesStage(Stage):
             ctx.set_identity(IDENTITY, m.hostname, result.machine)
             ctx.set_progress(m.hostname, "added", f"machine {result.machine}", {"machine": result.machine})
         ctx.event(f"added {len(ids)} machine(s): " + ", ".join(f"{h}={i}" for h, i in sorted(ids.items())))
-        annotations = {f"machine-{ids[m.hostname]}": m.annotations for m in d.machines
+        annotations = {f"machine-{ids[m.hostname]}": m.annotations for m in machines
                        if m.hostname in ids and m.annotations}
-        await juju.annotate(annotations)
+        await model.annotate(annotations)
         if failed:
             raise StageError("; ".join(failed), system="Juju", operation="add machines",
                              hint="check that MAAS has these machines Ready and tagged (`botlab up enlist`),"
                              " then run `botlab up`: machines already added are kept")
         return ids
 
-    async def _deploy(self, ctx: StageContext, juju: JujuDriver, name: str, wanted: Wanted) -> None:
-        app = wanted.applications[name]
+    async def _deploy(self, ctx: StageContext, model: JujuModel, change: DeployApp) -> None:
+        app = change.app
+        assert app is not None
         options = {k: option_text(v) for k, v in app.options.items()}
-        await juju.deploy(name, app.charm, channel=app.channel, base=app.base or None, config=options,
-                          constraints=app.constraints)
-        ctx.event(f"deployed {name} (charm {app.charm}{' from ' + app.channel if app.channel else ''})")
+        await model.deploy(app.name, app.charm, channel=app.channel, base=app.base or None, config=options,
+                           constraints=app.constraints)
+        ctx.event(f"deployed {app.name} (charm {app.charm}{' from ' + app.channel if app.channel else ''})")
 
-    async def _add_units(self, ctx: StageContext, juju: JujuDriver, app: str, directives: list[str]) -> None:
-        units = await juju.add_units(app, directives)
+    async def _add_units(self, ctx: StageContext, model: JujuModel, app: str, directives: list[str]) -> None:
+        units = await model.add_units(app, directives)
         ctx.event(f"{app}: added " + ", ".join(f"{u} to {p}" for u, p in zip(units, directives, strict=False)))
 
     # -- waiting ---------------------------------------------------------------------------------
 
-    async def _wait(self, ctx: StageContext, juju: JujuDriver, wanted: Wanted, ids: dict[str, str],
+    async def _wait(self, ctx: StageContext, model: JujuModel, wanted: Wanted, ids: dict[str, str],
                     resolved: set[str]) -> None:
         """Until machines have started and every unit is active/idle, with a live per-unit
         display. A failed hook or a machine MAAS could not deploy stops the wait at once."""
@@ -274,7 +310,7 @@ class KubernetesStage(Stage):
         settled_since: float | None = None
         stale = set(resolved)  # their error is from before `juju resolved` until seen otherwise
         while True:
-            live = juju.live()
+            live = model.live()
             state = _settle_state(inv, wanted, live, ids)
             for key, row in state.rows.items():
                 if shown.get(key) != row:
@@ -307,7 +343,7 @@ class KubernetesStage(Stage):
                     " kubernetes.timeout, then run `botlab up`: it resumes and adds nothing twice",
                 )
             wait = min(deadline - now, self.settle_s if settled_since else REFRESH_S)
-            await juju.changed(wait)
+            await model.changed(wait)
         self._record_hosts(ctx, state.rows, ids)
         ctx.event(f"settled in {time.monotonic() - began:.1f}s: {len(live.units)} unit(s) on"
                   f" {len(ids)} machine(s)")
@@ -333,26 +369,25 @@ class KubernetesStage(Stage):
 
     # -- kubeconfig --------------------------------------------------------------------------------
 
-    async def _kubeconfig(self, ctx: StageContext, juju: JujuDriver, wanted: Wanted, *, refetch: bool) -> Path | None:
+    async def _kubeconfig(self, ctx: StageContext, model: JujuModel, wanted: Wanted, status: ModelStatus, *,
+                          refetch: bool) -> Path | None:
         """The control plane's get-kubeconfig action's result, written to the state folder
         (0600); fetched again only when the file is missing, the model is another one, or
         this run added to the model."""
         app = wanted.control_plane()
         if app is None:
             return None
-        path = ctx.inventory.state_dir / KUBECONFIG
-        prior = ctx.progress().get(KUBECONFIG)
-        uuid = juju.model_uuid
-        if not refetch and path.exists() and prior is not None and prior.data.get("model_uuid") == uuid:
+        path = ctx.inventory.state_dir / names.KUBECONFIG_FILE
+        prior = ctx.progress().get(names.KUBECONFIG_FILE)
+        if not refetch and path.exists() and prior is not None and prior.data.get("model_uuid") == model.uuid:
             return path
-        status = await juju.status()
         units = sorted((u for u in status.units.values() if u.application == app.name),
                        key=lambda u: (not u.leader, u.name))
         if not units:
             raise StageError(f"no unit of {app.name} to ask for the kubeconfig", system="Juju",
                              operation="get-kubeconfig", where=f"model {ctx.inventory.juju.model}")
         unit = units[0].name
-        result = await juju.run_action(unit, "get-kubeconfig", ACTION_TIMEOUT_S)
+        result = await model.run_action(unit, "get-kubeconfig", ACTION_TIMEOUT_S)
         text = result.results.get("kubeconfig") if result.status == "completed" else None
         if not text:
             raise StageError(f"the action {result.status or 'ended'} without a kubeconfig"
@@ -360,43 +395,45 @@ class KubernetesStage(Stage):
                              operation="get-kubeconfig", where=unit,
                              hint="check the control plane unit (`juju show-task`), then run `botlab up`")
         write_private(path, str(text))
-        ctx.set_progress(KUBECONFIG, "fetched", f"from {unit} into {path}", {"model_uuid": uuid, "unit": unit})
+        ctx.set_progress(names.KUBECONFIG_FILE, "fetched", f"from {unit} into {path}",
+                         {"model_uuid": model.uuid, "unit": unit})
         ctx.event(f"kubeconfig from {unit} written to {path}")
         return path
 
-    def _outputs(self, ctx: StageContext, juju: JujuDriver, wanted: Wanted, ids: dict[str, str],
-                 kubeconfig: Path | None) -> dict[str, Any]:
-        live = juju.live()
+    async def _outputs(self, ctx: StageContext, model: JujuModel, wanted: Wanted, ids: dict[str, str],
+                       status: ModelStatus, kubeconfig: Path | None) -> KubernetesOutputs:
+        """Per host its machine, address, SSH host keys (as Juju reports them) and units."""
         host_of = host_lookup(ids)
         units: dict[str, list[str]] = {host: [] for host in ids}
-        for unit in live.units.values():
+        for unit in status.units.values():
             host = host_of(unit.machine)
             if host and unit.application in wanted.applications and not unit.principal:
                 units[host].append(unit.name)
+        keys = await model.host_keys(sorted(ids.values()))
+        hosts = {}
+        for host, mid in sorted(ids.items()):
+            machine = status.machines.get(mid)
+            hosts[host] = ClusterHost(machine=mid, address=machine.address if machine else "",
+                                      host_keys=tuple(keys.get(mid, ())), units=tuple(sorted(units[host])))
         inv = ctx.inventory
-        return {
-            "controller": inv.juju.controller,
-            "model": inv.juju.model,
-            "model_uuid": juju.model_uuid,
-            "machines": dict(sorted(ids.items())),
-            "units": {h: sorted(u) for h, u in sorted(units.items())},
-            "applications": sorted(wanted.applications),
-            "kubeconfig": str(kubeconfig) if kubeconfig else None,
-        }
+        return KubernetesOutputs(controller=inv.juju.controller, model=inv.juju.model, model_uuid=model.uuid,
+                                 kubeconfig=str(kubeconfig) if kubeconfig else None,
+                                 applications=tuple(sorted(wanted.applications)), hosts=hosts)
 
     # -- verify and teardown --------------------------------------------------------------
 
     async def verify(self, ctx: StageContext) -> list[Check]:
         inv = ctx.inventory
-        wanted = wanted_state(inv)
+        wanted = self._wanted_state(ctx)
         juju = await ctx.drivers.juju()
-        current, d = await self._diff(ctx, juju, wanted, uuid=await self._model_uuid(ctx, juju),
-                                      key=operator_key(inv), recorded=ctx.identities(IDENTITY))
+        _model, current = await self._read(ctx, juju, wanted)
+        d = diff(wanted, current, operator_key(inv), ctx.identities(IDENTITY))
         model = f"model {inv.juju.model}"
         if current.status is None:
             return [Check(model, False, f"not on controller {inv.juju.controller}")]
         checks = [Check(model, True, current.status.uuid)]
-        missing = [c for c in d.changes(inv.juju.model, inv.juju.controller, "") if not c.is_noop]
+        missing = [c for c in d.changes(inv.juju.model, inv.juju.controller, "")
+                   if not c.is_noop and not isinstance(c, ResolveUnit)]
         if missing:
             shown = "; ".join(f"{c.action} {c.target}" for c in missing[:5])
             checks.append(Check("bundle", False, shown + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")))
@@ -407,7 +444,7 @@ class KubernetesStage(Stage):
         checks.append(Check("units", not problems, "; ".join(problems[:5]) if problems
                             else f"{len(current.status.units)} unit(s) settled"))
         if wanted.control_plane() is not None:
-            path = inv.state_dir / KUBECONFIG
+            path = inv.state_dir / names.KUBECONFIG_FILE
             checks.append(Check("kubeconfig", path.exists(), str(path) if path.exists() else f"{path} missing"))
         return checks
 
@@ -416,20 +453,19 @@ class KubernetesStage(Stage):
         (waited for, so a rebuild finds them Ready)."""
         inv = ctx.inventory
         juju = await ctx.drivers.juju()
-        model = inv.juju.model
+        name = inv.juju.model
         hosts: list[str] = []
-        uuid = await self._model_uuid(ctx, juju)
+        uuid = (await juju.model_uuids()).get(name)
         if uuid is not None:
-            await juju.open_model(model, uuid)
-            status = await juju.status()
-            wanted = wanted_state(inv)
-            hosts = sorted(match_machines(wanted, status, ctx.identities(IDENTITY)))
-            ctx.note(f"destroying model {model} ({len(status.machines)} machine(s), {len(status.units)} unit(s))")
-            await juju.destroy_model(model, timeout=inv.kubernetes.timeout)
-            ctx.event(f"model {model} destroyed")
+            model = await juju.open_model(name, uuid)
+            status = await model.status()
+            hosts = sorted(match_machines(self._wanted_state(ctx), status, ctx.identities(IDENTITY)))
+            ctx.note(f"destroying model {name} ({len(status.machines)} machine(s), {len(status.units)} unit(s))")
+            await juju.destroy_model(name, timeout=inv.kubernetes.timeout)
+            ctx.event(f"model {name} destroyed")
         for host in ctx.identities(IDENTITY):
             ctx.store.forget_identity(IDENTITY, host)
-        (inv.state_dir / KUBECONFIG).unlink(missing_ok=True)
+        (inv.state_dir / names.KUBECONFIG_FILE).unlink(missing_ok=True)
         if hosts:
             await self._wait_released(ctx, hosts)
 
@@ -439,7 +475,7 @@ class KubernetesStage(Stage):
         deadline = time.monotonic() + inv.kubernetes.timeout
         delay = 0.1
         while True:
-            busy = [m for m in await maas.machines(hosts) if m.status in MAAS_IN_USE]
+            busy = [m for m in await maas.machines(hosts) if m.status in RELEASE_PENDING]
             for m in busy:
                 ctx.show(m.hostname, m.status_name, "releasing")
             if not busy:
@@ -453,6 +489,27 @@ class KubernetesStage(Stage):
                     hint="release them in MAAS, then run `botlab down` again")
             await asyncio.sleep(delay)
             delay = min(5.0, delay * 1.5)
+
+
+def observed(current: Current, d: Diff) -> dict[str, Any]:
+    """What the plan read of the model, as a saved plan compares it: which model, which host
+    is which machine, the applications (charm, channel, exposed, principal units), relations,
+    options and keys; not the units' passing states, which change while the model settles."""
+    status = current.status
+    if status is None:
+        return {"model": None}
+    return {
+        "model": status.uuid,
+        "machines": dict(sorted(d.machine_ids.items())),
+        "applications": {name: {"charm": a.charm, "channel": a.channel, "exposed": a.exposed,
+                                "units": sorted(u.name for u in status.units.values()
+                                                if u.application == name and not u.principal)}
+                         for name, a in sorted(status.applications.items())},
+        "relations": sorted(" ".join(sorted(f"{a}:{e}" for a, e in r.endpoints)) for r in status.relations),
+        "config": {app: {k: option_text(v) for k, v in sorted(c.items())} for app, c in sorted(current.config.items())},
+        "keys": sorted(" ".join(k.split()[:2]) for k in current.keys),
+        "errors": sorted(u.name for u in status.units.values() if u.workload == "error"),
+    }
 
 
 def write_private(path: Path, text: str) -> None:

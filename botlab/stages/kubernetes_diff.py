@@ -97,6 +97,56 @@ class Wanted:
         return found[0] if found else None
 
 
+# --- the typed changes apply executes ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateModel(Change):
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class AuthorizeKey(Change):
+    key: str = ""  # a public key line
+
+
+@dataclass(frozen=True)
+class AddMachine(Change):
+    machine: WantedMachine | None = None
+
+
+@dataclass(frozen=True)
+class DeployApp(Change):
+    app: WantedApp | None = None
+
+
+@dataclass(frozen=True)
+class AddUnit(Change):
+    application: str = ""
+    placement: Placement | None = None
+
+
+@dataclass(frozen=True)
+class Relate(Change):
+    relation: WantedRelation | None = None
+
+
+@dataclass(frozen=True)
+class Expose(Change):
+    application: str = ""
+
+
+@dataclass(frozen=True)
+class SetConfig(Change):
+    application: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResolveUnit(Change):
+    unit: str = ""
+
+
 def _text(value: Any, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise BundleProblem(f"{where}: expected a string, got {type(value).__name__}")
@@ -278,43 +328,56 @@ class Diff:
     conflicts: list[Change] = field(default_factory=list)
     in_place: list[Change] = field(default_factory=list)
     machine_ids: dict[str, str] = field(default_factory=dict)  # hostname -> machine id already there
+    resolve: list[str] = field(default_factory=list)  # units in error: their failed hook is retried
 
     @property
     def empty(self) -> bool:
         return not (self.create_model or self.add_key or self.machines or self.deploy or self.units
-                    or self.relations or self.expose or self.config or self.conflicts)
+                    or self.relations or self.expose or self.config or self.resolve or self.conflicts)
 
-    def changes(self, model: str, controller: str, key_name: str) -> list[Change]:
+    def changes(self, model: str, controller: str, key: str) -> list[Change]:
+        """The typed changes apply executes, in its order, then what is in place."""
         out: list[Change] = []
         if self.create_model:
-            out.append(Change("create", f"model {model}", f"not on controller {controller}"))
+            out.append(CreateModel("create", f"model {model}", f"not on controller {controller}", model=model))
         if self.add_key:
-            out.append(Change("add", f"ssh key {key_name}", "the operator's key (ssh.public_key) is not"
-                                                            " among the model's authorized keys"))
+            out.append(AuthorizeKey("add", f"ssh key {key_name(key)}", "the operator's key (ssh.public_key) is"
+                                    " not among the model's authorized keys", key=key))
         for m in self.machines:
             role = f"bundle machine {m.bundle_id}" if m.bundle_id is not None else "no Kubernetes role: for its OS"
-            out.append(Change("add", f"machine {m.hostname}", f"{role}; constraints {m.constraints}"))
+            out.append(AddMachine("add", f"machine {m.hostname}", f"{role}; constraints {m.constraints}", machine=m))
         for app in self.deploy:
             units = f"{len(app.placements)} unit(s)" if app.placements else "subordinate"
             units += ", exposed" if app.expose else ""
             channel = f" from {app.channel}" if app.channel else ""
-            out.append(Change("deploy", f"application {app.name}", f"charm {app.charm}{channel}, {units}"))
+            out.append(DeployApp("deploy", f"application {app.name}", f"charm {app.charm}{channel}, {units}", app=app))
         for name, placements in sorted(self.units.items()):
             for p in placements:
                 where = f"in a new {p.container} container on {p.hostname}" if p.container else f"on {p.hostname}"
-                out.append(Change("add", f"unit {name} {where}", "placed by the bundle"))
+                out.append(AddUnit("add", f"unit {name} {where}", "placed by the bundle", application=name,
+                                   placement=p))
         for rel in self.relations:
-            out.append(Change("relate", f"relation {rel}", "in the bundle, not in the model"))
+            out.append(Relate("relate", f"relation {rel}", "in the bundle, not in the model", relation=rel))
         deployed = {a.name for a in self.deploy}
         for name in self.expose:
             if name not in deployed:
-                out.append(Change("expose", f"application {name}", "the bundle exposes it"))
+                out.append(Expose("expose", f"application {name}", "the bundle exposes it", application=name))
         for name, options in sorted(self.config.items()):
             shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
-            out.append(Change("config", f"application {name}", f"set {shown}"))
+            out.append(SetConfig("config", f"application {name}", f"set {shown}", application=name,
+                                 options=dict(options)))
+        for unit in self.resolve:
+            out.append(ResolveUnit("resolve", f"unit {unit}", "in error: retry its failed hook (juju resolved)",
+                                   unit=unit))
         out.extend(self.conflicts)
         out.extend(self.in_place)
         return out
+
+
+def key_name(key: str) -> str:
+    """A public key as messages name it: its comment, else its type."""
+    parts = key.split()
+    return parts[2] if len(parts) > 2 else parts[0] if parts else ""
 
 
 def diff(wanted: Wanted, current: Current, operator_key: str, recorded: Mapping[str, str]) -> Diff:
@@ -324,7 +387,7 @@ def diff(wanted: Wanted, current: Current, operator_key: str, recorded: Mapping[
     status = current.status
     if status is None:
         out.create_model = True
-    if not _has_key(current.keys, operator_key):
+    if not has_key(current.keys, operator_key):
         out.add_key = True
     elif status is not None:
         out.in_place.append(Change("ok", "ssh key", "the operator's key is authorized"))
@@ -380,6 +443,8 @@ def diff(wanted: Wanted, current: Current, operator_key: str, recorded: Mapping[
     for rel in wanted.relations:
         if status is None or not _in_model(rel, status):
             out.relations.append(rel)
+    if status is not None:
+        out.resolve = sorted(u.name for u in status.units.values() if u.workload == "error")
     if status is not None and wanted.relations and len(out.relations) < len(wanted.relations):
         out.in_place.append(Change("ok", "relations",
                                    f"{len(wanted.relations) - len(out.relations)} of {len(wanted.relations)}"
@@ -387,7 +452,7 @@ def diff(wanted: Wanted, current: Current, operator_key: str, recorded: Mapping[
     return out
 
 
-def _has_key(keys: Iterable[str], key: str) -> bool:
+def has_key(keys: Iterable[str], key: str) -> bool:
     """Keys compare by their type and base64 body, not their comment."""
     wanted = key.split()[:2]
     return any(k.split()[:2] == wanted for k in keys)

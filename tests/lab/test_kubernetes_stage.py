@@ -72,10 +72,14 @@ def test_first_deploy_pins_each_host_then_reruns_and_option_changes_touch_nothin
     ids = store.identities("juju-machine")
     assert {h: f"alpha-pin-{h}" for h in ids} == {h: added[ids[h]] for h in ids}
     outputs = store.stage("kubernetes").outputs  # type: ignore[union-attr]
-    assert outputs["machines"] == ids and outputs["model"] == "alpha-k8s"
-    assert outputs["units"]["node-04"] == ["kubernetes-worker-gpu/0"] or outputs["units"]["node-04"] == [
-        "kubernetes-worker-gpu/1"]
-    assert outputs["units"]["node-03"] == []  # the NFS host: its OS only
+    hosts = outputs["hosts"]
+    assert {h: x["machine"] for h, x in hosts.items()} == ids and outputs["model"] == "alpha-k8s"
+    assert hosts["node-04"]["units"] in (["kubernetes-worker-gpu/0"], ["kubernetes-worker-gpu/1"])
+    assert hosts["node-03"]["units"] == []  # the NFS host: its OS only
+    # What the gpu and storage stages connect to: each host's address and Juju's host key for it.
+    for host, machine in lab.maas_machines().items():
+        assert hosts[host]["address"] in machine["ip_addresses"], (host, hosts[host], machine)
+        assert hosts[host]["host_keys"] and all(k.startswith("ssh-") for k in hosts[host]["host_keys"])
     kubeconfig = Path(outputs["kubeconfig"])
     assert kubeconfig == lab.inventory.parent / ".botlab" / "kubeconfig"
     assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600

@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 from botlab.context import StageContext
 from botlab.errors import StageError
-from botlab.pipeline import Change, Check, Stage
+from botlab.outputs import Outputs
+from botlab.pipeline import Change, Check, Inputs, Plan, Stage
 
 
 def world(ctx: StageContext) -> Path:
@@ -40,8 +42,45 @@ def _append(world_dir: Path, line: str) -> None:
         os.fsync(fh.fileno())
 
 
-class ItemStage(Stage):
-    """Converges one world file per item; items come from `items(ctx)`."""
+@dataclass(frozen=True)
+class WriteItem(Change):
+    """A typed change: write `content` into the item's world file."""
+
+    key: str = ""
+    content: str = ""
+
+
+@dataclass(frozen=True)
+class ItemsOutputs(Outputs):
+    stage: ClassVar[str] = ""
+    items: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EnlistItems(ItemsOutputs):
+    stage: ClassVar[str] = "enlist"
+
+
+@dataclass(frozen=True)
+class ClusterItems(ItemsOutputs):
+    stage: ClassVar[str] = "kubernetes"
+
+
+@dataclass(frozen=True)
+class PoolItems(ItemsOutputs):
+    stage: ClassVar[str] = "loadbalancer"
+
+
+@dataclass
+class ItemsPlan(Plan):
+    wanted: dict[str, str] = field(default_factory=dict)
+
+
+class ItemStage(Stage[ItemsPlan]):
+    """Converges one world file per item; items come from `items(ctx)`. Its plan observes the
+    world files' contents, so a saved plan notices a file changed behind its back."""
+
+    outputs: ClassVar[type[ItemsOutputs]] = ItemsOutputs
 
     def items(self, ctx: StageContext) -> dict[str, str]:
         raise NotImplementedError
@@ -49,19 +88,21 @@ class ItemStage(Stage):
     def _path(self, ctx: StageContext, key: str) -> Path:
         return world(ctx) / f"{self.name}-{key}"
 
-    async def plan(self, ctx: StageContext) -> list[Change]:
-        changes = []
-        for key, want in self.items(ctx).items():
+    async def plan(self, ctx: StageContext) -> ItemsPlan:
+        plan = ItemsPlan(wanted=self.items(ctx))
+        for key, want in plan.wanted.items():
             path = self._path(ctx, key)
-            if not path.exists():
-                changes.append(Change("create", f"{self.name} {key}", "missing"))
-            elif path.read_text() != want:
-                changes.append(Change("update", f"{self.name} {key}", "differs"))
+            have = path.read_text() if path.exists() else None
+            plan.observed[key] = have
+            if have is None:
+                plan.changes.append(WriteItem("create", f"{self.name} {key}", "missing", key=key, content=want))
+            elif have != want:
+                plan.changes.append(WriteItem("update", f"{self.name} {key}", "differs", key=key, content=want))
             else:
-                changes.append(Change("ok", f"{self.name} {key}", "already in place"))
-        return changes
+                plan.changes.append(Change("ok", f"{self.name} {key}", "already in place"))
+        return plan
 
-    async def apply(self, ctx: StageContext) -> dict[str, Any]:
+    async def apply(self, ctx: StageContext, plan: ItemsPlan) -> Outputs:
         w = world(ctx)
         fail = w / f"fail-{self.name}"
         slow = float((w / "slow").read_text()) if (w / "slow").exists() else 0.0
@@ -72,7 +113,9 @@ class ItemStage(Stage):
             key = ctx.inventory.maas.api_key.resolve(ctx.environ).reveal()
             ctx.event(f"connecting with key {key}")
             ctx.set_progress("leak", "done", f"key={key}")
-        for key, want in self.items(ctx).items():
+        for change in plan.todo:
+            assert isinstance(change, WriteItem)
+            key, want = change.key, change.content
             path = self._path(ctx, key)
             rec = done.get(key)
             if rec and rec.status == "done" and path.exists() and path.read_text() == want:
@@ -85,10 +128,7 @@ class ItemStage(Stage):
             _append(w, f"apply {self.name} {key}")
             path.write_text(want)
             ctx.set_progress(key, "done")
-        return self.outputs(ctx)
-
-    def outputs(self, ctx: StageContext) -> dict[str, Any]:
-        return {"items": sorted(self.items(ctx))}
+        return self.outputs(items=tuple(sorted(plan.wanted)))
 
     async def verify(self, ctx: StageContext) -> list[Check]:
         checks = []
@@ -108,7 +148,8 @@ class MachinesStage(ItemStage):
     """Reads `machines`; one item per hostname."""
 
     name = "enlist"
-    sections = ("machines",)
+    inputs = Inputs(keys=("machines",))
+    outputs = EnlistItems
 
     def items(self, ctx: StageContext) -> dict[str, str]:
         return {m.hostname: ",".join(m.roles) for m in ctx.inventory.machines}
@@ -118,27 +159,25 @@ class ClusterStage(ItemStage):
     """Reads `kubernetes` and enlist's outputs; one item per host from enlist."""
 
     name = "kubernetes"
-    sections = ("kubernetes",)
-    upstream = ("enlist",)
+    inputs = Inputs(keys=("kubernetes",), upstream=(EnlistItems,))
+    outputs = ClusterItems
 
     def items(self, ctx: StageContext) -> dict[str, str]:
-        hosts = (ctx.outputs("enlist") or {}).get("items", [])
+        enlisted = ctx.outputs(EnlistItems)
         k = ctx.inventory.kubernetes
-        return {h: f"{k.channel} {k.container_runtime}" for h in hosts}
-
-    def outputs(self, ctx: StageContext) -> dict[str, Any]:
-        return {"nodes": sorted(self.items(ctx))}
+        return {h: f"{k.channel} {k.container_runtime}" for h in (enlisted.items if enlisted else ())}
 
 
 class PoolStage(ItemStage):
     """Reads `metallb` and kubernetes' outputs; one item per address range."""
 
     name = "loadbalancer"
-    sections = ("metallb",)
-    upstream = ("kubernetes",)
+    inputs = Inputs(keys=("metallb",), upstream=(ClusterItems,))
+    outputs = PoolItems
 
     def items(self, ctx: StageContext) -> dict[str, str]:
-        nodes = (ctx.outputs("kubernetes") or {}).get("nodes", [])
+        cluster = ctx.outputs(ClusterItems)
+        nodes = cluster.items if cluster else ()
         mlb = ctx.inventory.metallb
         ranges = mlb.addresses if mlb else ()
         return {f"pool{i}": json.dumps([r, len(nodes)]) for i, r in enumerate(ranges)}

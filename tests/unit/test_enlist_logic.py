@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from botlab import names
 from botlab.drivers.maas import count_gpus
 from botlab.inventory import load_inventory
-from botlab.stages.enlist import POLL_CAP_S, POLL_FLOOR_S, pin_tag, poll_interval, wanted_tags
+from botlab.stages.enlist import POLL_CAP_S, POLL_FLOOR_S, poll_interval, wanted_tags
 from tests.support.inventory import write_inventory
 
 LSHW = """<?xml version="1.0"?>
@@ -33,7 +34,7 @@ def test_tags_are_prefixed_with_the_lab_name(tmp_path: Path) -> None:
     inv = load_inventory(write_inventory(tmp_path))
     gpu = inv.machine("gpu-01")
     assert wanted_tags(inv, gpu) == {"demo", "demo-pin-gpu-01", "demo-role-worker", "demo-role-gpu"}
-    assert pin_tag(inv, "cp-01") == "demo-pin-cp-01"
+    assert names.pin_tag(inv.name, "cp-01") == "demo-pin-cp-01"
 
 
 def test_polling_is_frequent_early_and_sparse_for_long_waits() -> None:

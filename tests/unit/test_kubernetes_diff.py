@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from botlab import names
 from botlab.drivers.juju import JujuApplication, JujuMachine, JujuRelation, JujuUnit, ModelStatus, charm_name
 from botlab.inventory import load_inventory
-from botlab.stages.enlist import pin_tag
 from botlab.stages.kubernetes import wanted_state
 from botlab.stages.kubernetes_diff import (
     BundleProblem,
@@ -32,7 +32,8 @@ PINS = {"cp-01": "demo-pin-cp-01", "gpu-01": "demo-pin-gpu-01", "nfs-01": "demo-
 
 @pytest.fixture
 def wanted(tmp_path: Path) -> Wanted:
-    return wanted_state(load_inventory(write_inventory(tmp_path)))
+    inv = load_inventory(write_inventory(tmp_path))
+    return wanted_state(inv, {h: names.pin_tag(inv.name, h) for h in inv.hostnames})
 
 
 def machine(mid: str, host: str, *, started: bool = True, status: str = "running", message: str = "") -> JujuMachine:
@@ -242,7 +243,8 @@ def test_missing_relations_and_units_keep_the_wait_going(wanted: Wanted) -> None
     assert "application kubernetes-worker-gpu (1 unit(s) not added yet)" in state.pending
 
 
-def test_pin_tags_come_from_enlist(tmp_path: Path) -> None:
+def test_pin_tags_are_the_ones_given(tmp_path: Path) -> None:
+    # The stage passes the pin tags enlist recorded; the bundle and its reading both use them.
     inv = load_inventory(write_inventory(tmp_path, BASE))
-    assert {m.hostname: m.pin_tag for m in wanted_state(inv).machines} == {
-        h: pin_tag(inv, h) for h in inv.hostnames}
+    pins = {h: f"elsewhere-{h}" for h in inv.hostnames}
+    assert {m.hostname: m.pin_tag for m in wanted_state(inv, pins).machines} == pins

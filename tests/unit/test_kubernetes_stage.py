@@ -28,15 +28,17 @@ from botlab.drivers.juju import (
     ModelStatus,
     constraint_values,
 )
-from botlab.drivers.maas import MaasMachine
+from botlab.drivers.maas import MaasMachine, MaasStatus
 from botlab.errors import StageError
 from botlab.inventory import load_inventory
+from botlab.outputs import KubernetesOutputs
 from botlab.report import SilentReporter
 from botlab.stages.kubernetes import IDENTITY, KubernetesStage
 from botlab.state import StateStore
 from tests.support.inventory import BASE, write_inventory
 
 SUBORDINATE_CHARMS = {"containerd", "calico", "flannel", "cilium"}
+CLIENT_KEY = "ssh-ed25519 AAAAclient juju-client"  # JUJU_DATA's key, which a new model authorizes
 
 
 class FakeJuju:
@@ -62,15 +64,17 @@ class FakeJuju:
         return {self.name: self.status_.uuid} if self.status_ else {}
 
     def client_key(self) -> str | None:
-        return None
+        return CLIENT_KEY
 
     @property
-    def model_uuid(self) -> str:
+    def uuid(self) -> str:
         assert self.status_ is not None
         return self.status_.uuid
 
-    async def open_model(self, name: str, uuid: str | None = None) -> None:
+    async def open_model(self, name: str, uuid: str | None = None) -> FakeJuju:
+        """The fake is its own model handle."""
         assert self.status_ is not None and name == self.name
+        return self
 
     async def status(self) -> ModelStatus:
         return self.live()
@@ -112,9 +116,14 @@ class FakeJuju:
 
     # changing
     async def create_model(self, name: str, cloud: str, authorized_keys: str,
-                           config: Mapping[str, str] | None = None) -> None:
+                           config: Mapping[str, str] | None = None) -> FakeJuju:
         self.calls.append(f"create_model {name}")
         self.name, self.status_ = name, ModelStatus(name, f"uuid-{name}")
+        self.keys = [k for k in authorized_keys.splitlines() if k]
+        return self
+
+    async def host_keys(self, machine_ids: Sequence[str]) -> dict[str, list[str]]:
+        return {mid: [f"ssh-ed25519 AAAAhost{mid}"] for mid in machine_ids}
 
     async def add_ssh_key(self, key: str) -> None:
         self.calls.append("add_ssh_key")
@@ -202,7 +211,8 @@ class FakeMaas:
         self.hosts = hosts
 
     async def machines(self, hostnames: Sequence[str] | None = None) -> list[MaasMachine]:
-        return [MaasMachine(f"id-{h}", h, 4, "Ready", "", 4, 8192, (), None, ()) for h in hostnames or self.hosts]
+        return [MaasMachine(f"id-{h}", h, MaasStatus.READY, "Ready", "", 4, 8192, (), None, ())
+                for h in hostnames or self.hosts]
 
     async def close(self) -> None:
         pass
@@ -244,8 +254,14 @@ class Lab:
                          {}, run_id=self.store.run_started("up"))
         return run.for_stage("kubernetes")
 
-    def apply(self) -> dict[str, Any]:
-        return asyncio.run(self.stage.apply(self.ctx()))
+    def apply(self) -> KubernetesOutputs:
+        """plan, then apply that plan, as `botlab up` does."""
+
+        async def run() -> KubernetesOutputs:
+            ctx = self.ctx()
+            return await self.stage.apply(ctx, await self.stage.plan(ctx))
+
+        return asyncio.run(run())
 
 
 @pytest.fixture
@@ -258,8 +274,9 @@ def test_a_first_apply_adds_one_pinned_machine_per_host_and_records_it(lab: Lab)
     outputs = lab.apply()
     assert lab.juju.calls[:3] == ["create_model demo-k8s", "add_ssh_key", "add_machines 3"]
     assert lab.store.identities(IDENTITY) == {"cp-01": "0", "gpu-01": "1", "nfs-01": "2"}
-    assert outputs["machines"] == {"cp-01": "0", "gpu-01": "1", "nfs-01": "2"}
-    assert outputs["units"]["nfs-01"] == [] and outputs["units"]["gpu-01"] == ["kubernetes-worker-gpu/0"]
+    assert {h: x.machine for h, x in outputs.hosts.items()} == {"cp-01": "0", "gpu-01": "1", "nfs-01": "2"}
+    assert outputs.hosts["nfs-01"].units == () and outputs.hosts["gpu-01"].units == ("kubernetes-worker-gpu/0",)
+    assert outputs.hosts["gpu-01"].host_keys == ("ssh-ed25519 AAAAhost1",)
     assert "add_units easyrsa ['lxd:0']" in lab.juju.calls
     # The live display names application, unit, machine (and host) and the workload message.
     assert lab.reporter.rows["kubernetes-worker-gpu/0"] == (
@@ -320,7 +337,8 @@ def test_a_model_that_runs_another_channel_stops_the_stage_before_any_change(lab
 
 def test_the_kubeconfig_is_private_and_fetched_again_only_when_needed(lab: Lab) -> None:
     outputs = lab.apply()
-    path = Path(outputs["kubeconfig"])
+    assert outputs.kubeconfig is not None
+    path = Path(outputs.kubeconfig)
     assert path == lab.inventory.state_dir / "kubeconfig"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert json.loads(path.read_text()) == {"clusters": [{"name": "juju"}]}
@@ -353,12 +371,26 @@ def test_destroy_removes_the_model_the_records_and_the_kubeconfig(lab: Lab) -> N
     asyncio.run(lab.stage.destroy(lab.ctx()))
     assert lab.juju.destroyed == ["demo-k8s"]
     assert lab.store.identities(IDENTITY) == {}
-    assert not Path(outputs["kubeconfig"]).exists()
+    assert outputs.kubeconfig is not None and not Path(outputs.kubeconfig).exists()
     asyncio.run(lab.stage.destroy(lab.ctx()))  # nothing left: nothing to do
     assert lab.juju.destroyed == ["demo-k8s"]
 
 
 def test_plan_before_the_model_exists_lists_everything_and_changes_nothing(lab: Lab) -> None:
-    changes = asyncio.run(lab.stage.plan(lab.ctx()))
+    changes = asyncio.run(lab.stage.plan(lab.ctx())).changes
     assert changes[0].target == "model demo-k8s" and changes[1].target == "ssh key test"
     assert lab.juju.calls == []
+
+
+def test_pin_tags_are_read_from_enlists_record_through_the_context(lab: Lab) -> None:
+    from botlab.outputs import EnlistedMachine, EnlistOutputs, Hardware
+
+    hw = Hardware(cores=4, memory_mib=8192, gpus=0)
+    recorded = EnlistOutputs(lab_tag="demo", machines={
+        h: EnlistedMachine(f"id-{h}", (), (), f"site-tag-{h}", hw) for h in lab.inventory.hostnames})
+    lab.store.stage_started("enlist", "f", {}, 1)
+    lab.store.stage_done("enlist", recorded.to_data())
+    plan = asyncio.run(lab.stage.plan(lab.ctx()))
+    adds = [c.reason for c in plan.todo if c.action == "add" and c.target.startswith("machine ")]
+    assert adds == ["bundle machine 0; constraints tags=site-tag-cp-01", "bundle machine 1; constraints"
+                    " tags=site-tag-gpu-01", "no Kubernetes role: for its OS; constraints tags=site-tag-nfs-01"]

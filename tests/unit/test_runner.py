@@ -4,62 +4,10 @@ over a fake world folder (see tests/support/stages.py)."""
 
 from __future__ import annotations
 
-import io
 import json
-from pathlib import Path
 
-import pytest
-
-from botlab.app import Environment
-from botlab.cli import main
-from botlab.state import StateStore
-from tests.support.inventory import BASE, write_inventory
-from tests.support.stages import journal, lab_stages
-
-SECRET = "s3cr3t-maas-key-value"
-
-
-class Lab:
-    def __init__(self, tmp_path: Path) -> None:
-        self.root = tmp_path
-        self.inventory = write_inventory(tmp_path)
-        self.world = tmp_path / "world"
-        self.environ = {"BOTLAB_TEST_WORLD": str(self.world), "BOTLAB_TEST_MAAS_KEY": SECRET}
-        self.stdout = ""
-        self.stderr = ""
-
-    def run(self, *args: str) -> int:
-        out, err = io.StringIO(), io.StringIO()
-        env = Environment(cwd=self.root, environ=self.environ, stdout=out, stderr=err,
-                          stages=lab_stages)
-        code = main(list(args), env)
-        self.stdout, self.stderr = out.getvalue(), err.getvalue()
-        return code
-
-    def json(self, *args: str) -> dict:
-        code = self.run("--output", "json", *args)
-        doc = json.loads(self.stdout)
-        doc["_code"] = code
-        return doc
-
-    def edit(self, old: str, new: str) -> None:
-        text = self.inventory.read_text()
-        assert old in text
-        self.inventory.write_text(text.replace(old, new))
-
-    def journal(self) -> list[str]:
-        return journal(self.world)
-
-    def actions(self, doc: dict) -> dict[str, str]:
-        return {s["stage"]: s["action"] for s in doc["stages"]}
-
-    def store(self) -> StateStore:
-        return StateStore.open_existing(self.inventory.parent / ".botlab")
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Lab:
-    return Lab(tmp_path)
+from tests.support.inventory import BASE
+from tests.support.runlab import SECRET, Lab
 
 
 def test_first_up_runs_every_stage_and_second_up_only_verifies(lab: Lab) -> None:
@@ -288,3 +236,42 @@ def test_bad_inventory_exits_2_before_touching_anything(lab: Lab) -> None:
     assert "Traceback" not in lab.stderr
     assert not (lab.inventory.parent / ".botlab").exists()
     assert not lab.world.exists()
+
+
+def test_global_options_are_accepted_after_the_subcommand(lab: Lab) -> None:
+    assert lab.run("up", "enlist", "--output", "json") == 0
+    assert json.loads(lab.stdout)["stages"][0]["stage"] == "enlist"  # one JSON document
+    assert lab.run("status", "-o", "json") == 0
+    first = json.loads(lab.stdout)["stages"][0]
+    assert (first["stage"], first["status"]) == ("enlist", "done")
+    assert lab.run("-o", "json", "status") == 0 and json.loads(lab.stdout)["stages"][0]["status"] == "done"
+    elsewhere = lab.root / "elsewhere"
+    elsewhere.mkdir()
+    assert lab.run("status", "-i", str(lab.inventory), "-o", "json") == 0
+    assert lab.run("plan", "-v") == 0 and "= enlist cp-01: already in place" in lab.stdout
+    assert lab.run("status", "-o", "yaml") == 2
+
+
+def test_render_is_a_stage_hook(lab: Lab) -> None:
+    assert lab.run("render", "enlist") == 2
+    assert "stage 'enlist' renders nothing (stages that do: none)" in lab.stderr
+    assert lab.run("render", "nosuch") == 2 and "unknown stage 'nosuch'" in lab.stderr
+
+
+def test_a_stage_reads_its_upstream_outputs_as_typed_records_of_their_version(lab: Lab) -> None:
+    assert lab.run("up") == 0
+    store = lab.store()
+    record = store.stage("kubernetes")
+    store.close()
+    assert record is not None and record.outputs == {"version": 1, "items": ["cp-01", "gpu-01", "nfs-01"]}
+    # A record written by another version of botlab reads as absent: its stage runs again.
+    import sqlite3
+
+    db = sqlite3.connect(lab.inventory.parent / ".botlab" / "state.db")
+    db.execute("UPDATE stages SET outputs=? WHERE name='kubernetes'", ('{"version": 0, "nodes": []}',))
+    db.commit()
+    db.close()
+    doc = lab.json("up")
+    assert {s["stage"]: s["action"] for s in doc["stages"]} == {
+        "enlist": "verified", "kubernetes": "ran", "loadbalancer": "verified"}
+    assert doc["stages"][1]["reason"] == "its recorded outputs are from another version of botlab"
