@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 EXIT_CODES = """\b
 Exit codes:
   0  done
-  1  a stage failed (fix the cause; `botlab up` resumes it)
-  2  bad input or usage (nothing was touched)
-  3  another run holds the lab's lock"""
+  1  a stage failed, or the state store failed mid-run (fix the cause; `botlab up` resumes it)
+  2  bad input or usage, or an unusable state folder (nothing was touched)
+  3  another run holds the lab's lock (`botlab unlock --yes` if its holder is gone)"""
 
 
 @dataclass
@@ -56,10 +56,11 @@ class Options:
         return PlainReporter(self.env.stderr, self.verbose)
 
     def emit(self, text: str, doc: Any) -> None:
+        from botlab.sanitize import lines
         from botlab.secrets import redact
         from botlab.views import to_json
 
-        click.echo(redact(to_json(doc) if self.json else text), file=self.env.stdout)
+        click.echo(redact(to_json(doc)) if self.json else lines(redact(text)), file=self.env.stdout)
 
 
 def _exit(status: ExitStatus) -> NoReturn:
@@ -135,20 +136,26 @@ def validate(opts: Options) -> None:
     )
 
 
+REMOVE_OPTION = click.option(
+    "--remove", "remove", metavar="HOST", multiple=True,
+    help="HOST left the inventory but is still deployed: untag and forget it anyway (repeatable).")
+
+
 @cli.command()
 @global_options
 @click.argument("stage", required=False)
 @click.option("--out", "out", metavar="FILE", type=click.Path(dir_okay=False),
               help="Save the plan for `botlab up --plan FILE` (review it, then run exactly it).")
+@REMOVE_OPTION
 @pass_options
-def plan(opts: Options, stage: str | None, out: str | None) -> None:
+def plan(opts: Options, stage: str | None, out: str | None, remove: tuple[str, ...]) -> None:
     """Show what each stage (through STAGE) would change now, with reasons. Changes nothing."""
     from pathlib import Path
 
     from botlab import app, views
 
     target = Path(opts.env.cwd, out) if out else None
-    plans = app.plan(opts.env, opts.load(), stage, target)
+    plans = app.plan(opts.env, opts.load(), stage, target, remove)
     text = views.plan_text(plans, opts.verbose)
     if target is not None:
         text += f"\nSaved to {target}; `botlab up --plan {target}` runs exactly this plan."
@@ -180,9 +187,10 @@ def _run(opts: Options, command: str, work: Callable[[Reporter], RunResult]) -> 
 @click.option("--plan", "plan_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Execute exactly the plan `botlab plan --out FILE` saved; refused (exit 2) if the"
               " inventory or the world changed since.")
+@REMOVE_OPTION
 @pass_options
 def up(opts: Options, stage: str | None, from_stage: str | None, only: str | None, force: bool,
-       plan_file: str | None) -> None:
+       plan_file: str | None, remove: tuple[str, ...]) -> None:
     """Run the stages through STAGE (all by default), resuming where the last run stopped."""
     from pathlib import Path
 
@@ -191,7 +199,7 @@ def up(opts: Options, stage: str | None, from_stage: str | None, only: str | Non
     inv = opts.load()
     saved = Path(opts.env.cwd, plan_file) if plan_file else None
     _run(opts, "up", lambda reporter: app.up(opts.env, inv, reporter, target=stage, from_stage=from_stage,
-                                             only=only, force=force, plan_file=saved))
+                                             only=only, force=force, plan_file=saved, remove=remove))
 
 
 @cli.command()
@@ -239,12 +247,33 @@ def rebuild(opts: Options, yes: bool) -> None:
 
     inv = opts.load()
     _confirm(opts, yes, f"Rebuild lab '{inv.name}' (everything is torn down first)")
+    _run(opts, "rebuild", lambda reporter: app.rebuild(opts.env, inv, reporter))
 
-    def down_then_up(reporter: Reporter) -> RunResult:
-        result = app.down(opts.env, inv, reporter)
-        return app.up(opts.env, inv, reporter, command="rebuild") if result.ok else result
 
-    _run(opts, "rebuild", down_then_up)
+@cli.command()
+@global_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_options
+def unlock(opts: Options, yes: bool) -> None:
+    """Release the lab's lock in MAAS left by a run that is gone (its machine crashed).
+
+    `up`, `down` and `rebuild` hold the lab's lock (MAAS tag `<lab>_lock`) from any folder;
+    a run whose holder is gone from another host cannot be proven dead, so it stays locked
+    (exit 3) until this removes it. A holder still running on this host is not removed."""
+    from botlab import app
+    from botlab.lablock import Holder
+
+    inv = opts.load()
+    _confirm(opts, yes, f"Remove the lock of lab '{inv.name}' (make sure no run holds it)")
+    was = app.unlock(opts.env, inv)
+    if was is None:
+        text = f"lab '{inv.name}' was not locked"
+    elif isinstance(was, Holder):
+        text = f"released lab '{inv.name}''s lock, held by {was.describe()}"
+    else:
+        text = f"released lab '{inv.name}''s lock ({was[:80]!r})"
+    opts.emit(text, {"lab": inv.name, "was_locked": was is not None,
+                     "holder": was.describe() if isinstance(was, Holder) else was})
 
 
 @cli.command()
@@ -375,20 +404,60 @@ def lab_status(opts: Options, lab_dir: str) -> None:
 
 
 def _report_error(opts: Options | None, exc: BotlabError, stderr: Any) -> None:
+    from botlab.sanitize import one_line
+    from botlab.secrets import redact
     from botlab.views import to_json
 
     lines = [str(p) for p in exc.problems] if isinstance(exc, InputError) else [str(exc)]
+    lines = [one_line(redact(line)) for line in lines]
     for line in lines:
         click.echo(f"botlab: error: {line}" if not isinstance(exc, InputError) else line, file=stderr)
     if opts is not None and opts.json:
         click.echo(to_json({"error": lines, "exit_status": int(exc.exit_status)}), file=opts.env.stdout)
 
 
+COMPLETE_VAR = "_BOTLAB_COMPLETE"
+
+
+def _shell_complete(instruction: str, env: Environment | None) -> int:
+    """Answer the shell's completion request (`_BOTLAB_COMPLETE=bash_source botlab` prints
+    the script; `bash_complete` etc. answer one request), as click's own main() would.
+    Every STAGE argument and option (`up STAGE`, `--from`, `--only`, ...) offers the stage
+    names and `-i` completes paths; they are attached here, for this request only, so
+    defining commands stays import-free and `botlab --help` fast."""
+    from click.shell_completion import shell_complete
+
+    from botlab.pipeline import STAGE_ORDER
+
+    stages = click.Choice(STAGE_ORDER)
+    typed: dict[click.Parameter, click.ParamType] = {}
+    commands: list[click.Command] = [cli]
+    while commands:
+        command = commands.pop()
+        if isinstance(command, click.Group):
+            commands.extend(command.commands.values())
+        for param in command.params:
+            if param.name == "stage" or getattr(param, "metavar", None) == "STAGE":
+                typed[param], param.type = param.type, stages
+            elif param.name == "inventory":
+                typed[param], param.type = param.type, click.Path()  # the shell completes paths
+    try:
+        return int(shell_complete(cli, {"obj": env}, "botlab", COMPLETE_VAR, instruction))
+    finally:
+        for param, kind in typed.items():
+            param.type = kind
+
+
 def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
     """Entry point: returns the exit status instead of raising it (tests call this)."""
+    import os
+
     stderr = env.stderr if env is not None else sys.stderr
     ctx: click.Context | None = None
     try:
+        instruction = os.environ.get(COMPLETE_VAR)  # click reads COMP_WORDS etc. from there too
+        if instruction:
+            return _shell_complete(instruction, env)
         ctx = cli.make_context("botlab", list(sys.argv[1:] if argv is None else argv), obj=env)
         with ctx:
             cli.invoke(ctx)

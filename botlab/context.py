@@ -24,6 +24,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("botlab")
 
 
+@dataclass(frozen=True)
+class Consent:
+    """What the operator allowed explicitly for one command, beyond what the inventory says:
+    `remove`, hosts that left the inventory and may be untagged and forgotten although they
+    still carry workloads (`botlab up --remove HOST`)."""
+
+    remove: frozenset[str] = frozenset()
+
+    def flag(self, host: str) -> str:
+        return f"--remove {host}"
+
+
 @dataclass
 class RunContext:
     inventory: Inventory
@@ -34,7 +46,7 @@ class RunContext:
     run_id: int = 0  # 0 while nothing is recorded (plan)
     lock_stale_pid: int | None = None
     log_path: str | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
+    consent: Consent = field(default_factory=Consent)
 
     @property
     def log_hint(self) -> str:
@@ -57,6 +69,7 @@ class StageContext:
         self.store = run.store
         self.drivers = run.drivers
         self.environ = run.environ
+        self.consent = run.consent
 
     def event(self, message: str, level: str = "info") -> None:
         log.log(logging.getLevelName(level.upper()), "[%s] %s", self.stage, message)

@@ -79,6 +79,30 @@ class LockedError(BotlabError):
     exit_status = ExitStatus.LOCKED
 
 
+class StateError(BotlabError):
+    """The state folder or its checkpoint store cannot be used: damaged, not botlab's, from a
+    newer botlab, unreadable, read-only, full, or with unsafe permissions. The message says
+    what is wrong and what to do.
+
+    Exit 2 when found before the run touched anything (opening the store: nothing was
+    touched); the session turns it into exit 1 when a write fails once the run has started
+    (the world may have changed: free the space or fix the folder, then `botlab up` resumes).
+    """
+
+    exit_status = ExitStatus.BAD_INPUT
+
+    def __init__(self, message: str, *, during_run: bool = False) -> None:
+        super().__init__(message)
+        if during_run:
+            self.during_run()
+
+    def during_run(self) -> None:
+        """Met once the run had begun: exit 1, and say that the next `botlab up` resumes."""
+        if self.exit_status != ExitStatus.STAGE_FAILED:
+            self.exit_status = ExitStatus.STAGE_FAILED
+            self.args = (f"{self.args[0]} (the run had begun: once this is fixed, `botlab up` resumes it)",)
+
+
 class StageError(BotlabError):
     """A fault in an external system (MAAS, Juju, SSH, Kubernetes) or a failed check.
 
@@ -115,4 +139,7 @@ class StageError(BotlabError):
         text = head + self.message
         if self.hint:
             text += f" — {self.hint}"
-        return text
+        # One line, whatever an external system put into the message (see botlab.sanitize).
+        from botlab.sanitize import one_line
+
+        return one_line(text)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from botlab.errors import BotlabError, StageError, StalePlanError, UsageError
+from botlab.errors import BotlabError, ExitStatus, StageError, StalePlanError, UsageError
 from botlab.outputs import Outputs, to_plain
 from botlab.state import DONE, FAILED, RUNNING, StageRecord
 
@@ -29,6 +29,14 @@ if TYPE_CHECKING:
 
 STAGE_ORDER = ("enlist", "kubernetes", "gpu", "storage", "loadbalancer", "kubeflow")
 NOOP = "ok"
+REFUSED = "refused"  # a change `up` will not make without the operator's explicit consent
+
+
+class RefusedError(BotlabError):
+    """A stage's plan holds a change that needs the operator's explicit consent (removing a
+    host that still carries workloads). Raised before the stage touches anything; exit 2."""
+
+    exit_status = ExitStatus.BAD_INPUT
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,11 @@ class Plan:
     @property
     def todo(self) -> list[Change]:
         return [c for c in self.changes if not c.is_noop]
+
+    @property
+    def refusals(self) -> list[Change]:
+        """Changes `up` will not make without the operator's consent (`up` stops, exit 2)."""
+        return [c for c in self.changes if c.action == REFUSED]
 
 
 P = TypeVar("P", bound=Plan)
@@ -174,6 +187,7 @@ class Stage(ABC, Generic[P]):
     inputs: ClassVar[Inputs] = Inputs()
     outputs: ClassVar[type[Outputs] | None] = None
     version: ClassVar[int] = 1
+    systems: ClassVar[tuple[str, ...]] = ()  # where `destroy` looks (for "nothing of lab X found in ...")
 
     @property
     def upstream(self) -> tuple[str, ...]:
@@ -194,8 +208,11 @@ class Stage(ABC, Generic[P]):
     async def verify(self, ctx: StageContext) -> list[Check]:
         """Health checks proving the stage's promise."""
 
-    async def destroy(self, ctx: StageContext) -> None:
-        """Undo what `apply` made in shared systems (for `botlab down`)."""
+    async def destroy(self, ctx: StageContext) -> str | None:
+        """Undo what `apply` made in shared systems (for `botlab down`), found in the world:
+        it is called with or without a record of the stage (a lost state folder), so it reads
+        what is there, named after the lab. Returns what it found and removed, None for nothing."""
+        return None
 
     def render(self, inventory: Inventory) -> Rendered | None:
         """What the stage hands to its system (`botlab render STAGE`); None: nothing."""
@@ -410,6 +427,10 @@ class Pipeline:
         return decision, fingerprint, inputs
 
     async def precheck(self, ctx: RunContext, stages: Sequence[Stage[Any]]) -> None:
+        still = sorted(ctx.consent.remove & set(ctx.inventory.hostnames))
+        if still:
+            raise UsageError(f"--remove {still[0]}: {still[0]} is in the inventory; take it out of"
+                             f" `machines` in {ctx.inventory.path} first")
         for stage in stages:
             await stage.precheck(ctx.for_stage(stage.name))
 
@@ -474,7 +495,7 @@ class Pipeline:
             try:
                 outcome = await self._run_stage(ctx, stage, force=force, saved=then,
                                                 ready=ready.pop(stage.name, None))
-            except StalePlanError as exc:
+            except (StalePlanError, RefusedError) as exc:
                 result.outcomes.append(StageOutcome(stage.name, "refused", str(exc)))
                 result.refused = str(exc)
                 ctx.store.add_event(ctx.run_id, stage.name, f"refused: {exc}", "error")
@@ -521,6 +542,8 @@ class Pipeline:
                 problems = differences(saved, StagePlan(stage.name, decision, plan, drift=not decision.run))
                 if problems:
                     raise StalePlanError(saved.refusal(problems))
+            if plan.refusals:
+                raise RefusedError(f"{stage.name}: " + "; ".join(f"{c.target}: {c.reason}" for c in plan.refusals))
             ctx.store.stage_started(stage.name, fingerprint, inputs, ctx.run_id)
             outcome.changes = plan.changes
             ctx.reporter.changes(stage.name, plan.changes)
@@ -531,7 +554,7 @@ class Pipeline:
                 raise StageError("verify failed after apply: " + "; ".join(f"{c.name}: {c.detail}" for c in failing))
             ctx.store.stage_done(stage.name, outputs.to_data() if outputs is not None else {})
             return outcome
-        except StalePlanError:
+        except (StalePlanError, RefusedError):
             outcome.action = "refused"  # nothing of this stage ran
             raise
         except Exception as exc:  # every failure is recorded, bugs included
@@ -560,19 +583,29 @@ class Pipeline:
         ctx.store.add_event(ctx.run_id, stage.name, f"failed: {message}", "error")
 
     async def down(self, ctx: RunContext) -> RunResult:
-        """Tear down in reverse order every stage that has a record; stop at the first failure."""
+        """Tear down every stage in reverse order; stop at the first failure. Stages without a
+        record are asked too: their destroy reads the world (the lab's model and tags are
+        named after the lab), so a lost state folder still tears the lab down."""
         result = RunResult([])
+        found_any = False
         for stage in reversed(self.stages):
-            if ctx.store.stage(stage.name) is None:
-                continue
             sctx = ctx.for_stage(stage.name)
+            recorded = ctx.store.stage(stage.name) is not None
             started = time.monotonic()
-            ctx.reporter.stage_begin(stage.name, "tearing down")
+            how = "tearing down" if recorded else "tearing down (no record: what the world holds)"
+            ctx.reporter.stage_begin(stage.name, how)
             outcome = StageOutcome(stage.name, "destroyed", "botlab down")
             try:
-                await stage.destroy(sctx)
+                found = await stage.destroy(sctx)
                 ctx.store.stage_reset(stage.name)
-                sctx.event(f"stage {stage.name} torn down")
+                if found:
+                    found_any = True
+                    outcome.reason = found
+                    sctx.event(f"stage {stage.name} torn down: {found}")
+                else:
+                    where = " or ".join(stage.systems) or "the world"
+                    outcome.action, outcome.reason = "nothing found", f"nothing of lab {ctx.inventory.name} in {where}"
+                    sctx.event(f"stage {stage.name}: {outcome.reason}")
             except Exception as exc:
                 self._record_failure(ctx, stage, outcome, exc)
                 result.failed = outcome
@@ -582,6 +615,11 @@ class Pipeline:
             result.outcomes.append(outcome)
             if result.failed:
                 break
+        if not result.failed and not found_any:
+            systems = list(dict.fromkeys(s for stage in reversed(self.stages) for s in stage.systems))
+            message = f"nothing of lab {ctx.inventory.name} found" + (f" in {' or '.join(systems)}" if systems else "")
+            ctx.reporter.note("down", message)
+            ctx.store.add_event(ctx.run_id, None, message)
         return result
 
 

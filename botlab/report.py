@@ -1,5 +1,9 @@
 """Output sinks for long work: a live rich display on a terminal, plain lines otherwise,
-and silence for `--output json` (the command prints one document at the end)."""
+and silence for `--output json` (the command prints one document at the end).
+
+Every line and table cell goes through `safe`: secrets redacted, control characters from
+external systems (a MAAS status message with ANSI escapes or CR/LF) escaped, so one progress
+event is always exactly one line on the terminal."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from botlab.sanitize import one_line
 from botlab.secrets import redact
 
 if TYPE_CHECKING:
@@ -44,6 +49,11 @@ class SilentReporter:
         pass
 
 
+def safe(text: str) -> str:
+    """`text` fit for one line of a terminal: secrets redacted, control characters escaped."""
+    return one_line(redact(text))
+
+
 def _elapsed(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
@@ -59,7 +69,7 @@ class PlainReporter:
         self._since: dict[tuple[str, str], float] = {}
 
     def _line(self, text: str) -> None:
-        self.stream.write(redact(text) + "\n")
+        self.stream.write(safe(text) + "\n")
         self.stream.flush()
 
     def stage_begin(self, stage: str, reason: str) -> None:
@@ -106,7 +116,7 @@ class RichReporter(PlainReporter):
         self._live: Any = None
 
     def _line(self, text: str) -> None:
-        self.console.print(redact(text), markup=False, highlight=False)
+        self.console.print(safe(text), markup=False, highlight=False)
 
     def _table(self) -> Any:
         from rich.table import Table
@@ -116,7 +126,7 @@ class RichReporter(PlainReporter):
             table.add_column(col)
         now = time.monotonic()
         for key, (status, detail, since) in sorted(self._rows.items()):
-            table.add_row(key, status, redact(detail), _elapsed(now - since))
+            table.add_row(safe(key), safe(status), safe(detail), _elapsed(now - since))
         return table
 
     def stage_begin(self, stage: str, reason: str) -> None:

@@ -2,8 +2,10 @@
 
 A `SecretRef` names an environment variable or a file and never holds a value, so it is
 safe to fingerprint and print. A `Secret` holds a value that prints as `***`; every value
-that becomes a `Secret` is registered process-wide, and `RedactingFilter` replaces
-registered values with `***` in log records. Nothing here logs or stores a value.
+that becomes a `Secret` is registered process-wide, and `redact` and `RedactingFilter`
+replace registered values with `***` in text (a long value wherever it appears, a short one
+only as a whole token, see LONG_SECRET); `redact_data` masks a structured value's fields that
+are secrets whole. Nothing here logs or stores a value.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 from botlab.errors import InputError, Location, Problem
@@ -140,6 +142,18 @@ class Secret:
         return hash((Secret, self._value))
 
 
+# A secret at least this long is masked wherever it appears, even glued to other text (a
+# header, a concatenation): a value this long does not occur in ordinary text by accident.
+# A shorter one (a BMC password `node`) is masked only as a whole token, so `node-01` stays
+# `node-01` instead of becoming `***-01`, which would both mangle the text and reveal the value.
+LONG_SECRET = 16
+
+# What a whole token is delimited by: anything but a word character, `-` or `.` (a `.` that
+# ends a sentence delimits; one inside a dotted name does not).
+_BEFORE = r"(?<![\w.-])"
+_AFTER = r"(?![\w-])(?!\.[\w-])"
+
+
 class _Registry:
     """Every secret value seen by this process, and one regex that finds them all."""
 
@@ -156,12 +170,19 @@ class _Registry:
                 self._values.add(value)
                 self._pattern = None
 
+    def __contains__(self, value: object) -> bool:
+        with self._lock:
+            return value in self._values
+
     def pattern(self) -> re.Pattern[str] | None:
         with self._lock:
             if self._pattern is None and self._values:
                 # Longest first, so a secret that contains another is masked whole.
                 ordered = sorted(self._values, key=lambda v: (-len(v), v))
-                self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+                long = "|".join(re.escape(v) for v in ordered if len(v) >= LONG_SECRET)
+                short = "|".join(re.escape(v) for v in ordered if len(v) < LONG_SECRET)
+                parts = ([f"(?:{long})"] if long else []) + ([f"{_BEFORE}(?:{short}){_AFTER}"] if short else [])
+                self._pattern = re.compile("|".join(parts))
             return self._pattern
 
 
@@ -178,39 +199,54 @@ def register(value: str) -> None:
 
 
 def redact(text: str) -> str:
-    """`text` with every registered secret value replaced by `***`."""
+    """`text` with every registered secret value replaced by `***`: a long one wherever it
+    appears, a short one (under LONG_SECRET characters) only as a whole token."""
     pattern = _registry.pattern()
     if pattern is None or not text:
         return text
     return pattern.sub(MASK, text)
 
 
+def redact_data(value: Any) -> Any:
+    """A JSON-like value with every string that is a secret, as a whole field, replaced by
+    `***` (whatever its length), and every other string passed through `redact`."""
+    if isinstance(value, str):
+        return MASK if value in _registry else redact(value)
+    if isinstance(value, Mapping):
+        return {k: redact_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_data(v) for v in value]
+    return value
+
+
 class RedactingFilter(logging.Filter):
     """Replaces registered secret values with `***` in a record's message, exception and
-    stack text. Attach it to handlers (filters on a logger do not see records that
-    propagate from its children). It never drops a record."""
+    stack text, and escapes control characters (see botlab.sanitize) so that text from an
+    external system cannot forge a log line or carry a terminal escape. Attach it to handlers
+    (filters on a logger do not see records that propagate from its children). It never
+    drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _registry.pattern() is None:
-            return True
+        from botlab.sanitize import lines, one_line
+
         try:
             message = record.getMessage()
         except Exception:  # a malformed record: let the handler report it as usual
             message = None
         if message is not None:
-            clean = redact(message)
+            clean = one_line(redact(message))
             if clean != message:
                 record.msg = clean
                 record.args = None
         if record.exc_info and not record.exc_text:
             text = logging.Formatter().formatException(record.exc_info)
-            clean = redact(text)
+            clean = lines(redact(text))
             if clean != text:
                 record.exc_text = clean
         elif record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = lines(redact(record.exc_text))
         if record.stack_info:
-            record.stack_info = redact(record.stack_info)
+            record.stack_info = lines(redact(record.stack_info))
         return True
 
 

@@ -1,4 +1,9 @@
-"""Text and JSON renderings of command results. Presentation only: no decisions here."""
+"""Text and JSON renderings of command results. Presentation only: no decisions here.
+
+Every field that can hold text from outside (a MAAS status message, a Juju workload message,
+an error that quotes one, a stored event) is escaped with `botlab.sanitize.one_line` in the
+text renderings, so it stays on its own line and carries no terminal escape; JSON needs no
+escaping (the encoder escapes control characters)."""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import json
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from botlab.sanitize import one_line as _f
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,16 +51,16 @@ def plan_text(plans: list[StagePlan], verbose: bool = False) -> str:
     total = 0
     for p in plans:
         head = "would run" if p.decision.run else "verify only"
-        out.append(f"{p.name}: {head} ({p.decision.reason})")
+        out.append(f"{p.name}: {head} ({_f(p.decision.reason)})")
         if p.note:
-            out.append(f"  note: {p.note}")
+            out.append(f"  note: {_f(p.note)}")
         noops = [c for c in p.changes if c.is_noop]
         for c in p.changes:
             if not c.is_noop:
                 total += 1
-                out.append(f"  + {c.action} {c.target}: {c.reason}")
+                out.append(f"  + {_f(c.action)} {_f(c.target)}: {_f(c.reason)}")
         if verbose:
-            out += [f"  = {c.target}: {c.reason}" for c in noops]
+            out += [f"  = {_f(c.target)}: {_f(c.reason)}" for c in noops]
         elif noops:
             out.append(f"  = {len(noops)} already in place (-v to list)")
     out.append(f"Plan: {total} change(s).")
@@ -69,11 +76,11 @@ def plan_json(plans: list[StagePlan], saved: Path | None = None) -> dict[str, An
 
 def run_text(result: RunResult, command: str) -> str:
     if result.refused is not None:
-        return f"{command}: refused: {result.refused}"
+        return f"{command}: refused: {_f(result.refused)}"
     if result.failed is None:
         return f"{command}: done ({', '.join(f'{o.name} {o.action}' for o in result.outcomes) or 'nothing to do'})"
     return (
-        f"{command}: stage '{result.failed.name}' failed: {result.failed.error}\n"
+        f"{command}: stage '{result.failed.name}' failed: {_f(result.failed.error or '')}\n"
         f"Fix the cause, then run `botlab {command}` again: it resumes at '{result.failed.name}'."
     )
 
@@ -94,9 +101,8 @@ def status_text(view: StatusView) -> str:
         if rec is None:
             rows.append([name, "pending", "-", "-", ""])
             continue
-        rows.append(
-            [name, rec.status, _when(rec.started_at), _took(rec.started_at, rec.ended_at), (rec.error or "")[:80]]
-        )
+        error = _f((rec.error or "")[:80])
+        rows.append([name, _f(rec.status), _when(rec.started_at), _took(rec.started_at, rec.ended_at), error])
     out = [table(rows, ["stage", "status", "started", "took", "last error"])]
     for name in view.order:
         prog = view.progress.get(name) or {}
@@ -105,7 +111,7 @@ def status_text(view: StatusView) -> str:
         out.append(f"\n{name}:")
         out.append(
             table(
-                [[p.key, p.status, p.detail[:60], _when(p.updated_at)] for p in prog.values()],
+                [[_f(p.key), _f(p.status), _f(p.detail[:60]), _when(p.updated_at)] for p in prog.values()],
                 ["machine/host", "state", "detail", "updated"],
             )
         )
@@ -135,7 +141,7 @@ def status_json(view: StatusView) -> dict[str, Any]:
 
 def events_text(events: list[Event]) -> str:
     return (
-        "\n".join(f"{_when(e.ts)} {e.level:<7} {e.stage or '-':<12} {e.message}" for e in events)
+        "\n".join(f"{_when(e.ts)} {_f(e.level):<7} {_f(e.stage or '-'):<12} {_f(e.message)}" for e in events)
         or "no events recorded"
     )
 

@@ -16,18 +16,39 @@ cannot say what botlab needs, the driver calls libjuju's generated facade client
 - `Application.AddUnits` with a list of placements (one request per application);
 - `Annotations.Set` for many entities in one request;
 - `SSHClient.PublicKeys` for many machines' host keys in one request.
+
+Every RPC has a deadline (`Deadlines.call`). Reads are retried on connection faults and
+missing answers under READS; a change is sent once, and one that got no answer is reported
+("may or may not have been made"; the next `botlab up` plans from the model). Before any
+call the connection it needs is checked and, if lost, opened afresh (a reconnect is a read):
+the controller's, or the model's with a new AllWatcher, whose first delta re-reads the whole
+model. libjuju's own reconnect is not relied on: after a cut its AllWatcher task can end while
+libjuju reconnects beside it, leaving the model's view frozen (libjuju 3.6.1.3,
+Model._watch). `JujuModel.changed` notices a dead watcher or connection and reopens it,
+keeping on for up to `Deadlines.unreachable` before it fails naming the controller and since
+when. libjuju's background errors (a reconnect task that fails) go to the run log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from botlab.drivers.retry import ONCE, RetryPolicy, Sleep, retry_call
+from botlab.drivers.retry import (
+    ONCE,
+    Deadlines,
+    NoAnswer,
+    Reachability,
+    RetryPolicy,
+    Sleep,
+    answer_within,
+    retry_call,
+)
 from botlab.errors import StageError
 
 if TYPE_CHECKING:
@@ -38,8 +59,11 @@ T = TypeVar("T")
 
 # Reads only (a mutation is never sent twice): 5 tries, waits 0.2 ... 1.6 s plus up to 0.25 s of
 # jitter each, about 3-4 s in all.
+# Each driver also bounds them by Deadlines.unreachable (tries that each wait out a deadline).
 READS = RetryPolicy(attempts=5, initial=0.2, maximum=2.0, jitter=0.25)
 ADD_MACHINES_BATCH = 100  # machines per AddMachines request
+CLOSE_S = 2.0  # closing a connection to a controller that does not answer is given up after this
+WATCH_CHECK_S = 0.5  # while waiting for a change, how often the watcher's health is checked
 
 
 # --- what botlab reads of a model ---------------------------------------------------------------
@@ -296,19 +320,44 @@ def _juju_message(exc: BaseException) -> str:
 
 
 def _is_connection_fault(exc: BaseException) -> bool:
+    """The controller was not reached or did not answer: a socket error, a closed websocket, a
+    call without an answer, or libjuju finding no endpoint that accepts a connection."""
     name = type(exc).__name__
+    if name == "JujuConnectionError":  # also raised for a controller botlab cannot talk to at all
+        return "Unable to connect to any endpoint" in str(exc)
     return isinstance(exc, (OSError, TimeoutError, ConnectionError)) or name in (
         "ConnectionClosed", "ConnectionClosedError", "ConnectionClosedOK",
-        "InvalidStatusCode", "InvalidHandshake", "InvalidMessage",
+        "InvalidStatusCode", "InvalidHandshake", "InvalidMessage", "NoConnectionException",
     )
 
 
 def _transient(exc: Exception) -> bool:
-    """A read may be sent again after a lost connection; anything Juju answered (a JujuError,
-    libjuju's failed logins and unreachable endpoints included) is final."""
+    """A read may be sent again after a lost connection or a missing answer; anything Juju
+    answered (a JujuError, failed logins included) is final."""
     from juju.errors import JujuError
 
+    if type(exc).__name__ == "JujuConnectionError":  # a JujuError libjuju raises on its own
+        return _is_connection_fault(exc)
     return not isinstance(exc, JujuError) and _is_connection_fault(exc)
+
+
+async def _quietly(what: str, work: Coroutine[Any, Any, Any], seconds: float = CLOSE_S) -> None:
+    """Await `work` (closing something) for at most `seconds`; never raises."""
+    try:
+        await asyncio.wait_for(work, seconds)
+    except Exception as exc:  # closing never fails the run
+        log.debug("%s: %s: %s", what, type(exc).__name__, exc)
+
+
+def _watching(model: Any) -> bool:
+    """Whether libjuju's Model is connected and its AllWatcher task still runs (libjuju 3.6.1.3
+    keeps it in `_watcher_task`)."""
+    task = getattr(model, "_watcher_task", None)
+    try:
+        connection = model.connection()
+    except Exception:
+        return False
+    return task is not None and not task.done() and bool(connection.is_open)
 
 
 PING_TASK = "Connection._pinger.<locals>._do_ping"
@@ -335,12 +384,27 @@ def _route_libjuju_noise(loop: asyncio.AbstractEventLoop) -> None:
         coro = task.get_coro() if isinstance(task, asyncio.Task) else None
         if getattr(coro, "__qualname__", "") == PING_TASK:
             log.debug("libjuju: %s (%s)", context.get("message"), PING_TASK)
+        elif _from_libjuju(coro, context.get("exception")):
+            # e.g. the reconnect task libjuju starts when a connection drops, failing with
+            # JujuConnectionError while the controller is away: botlab reconnects itself.
+            error = context.get("exception")
+            log.debug("libjuju background task %s: %s%s", getattr(coro, "__qualname__", "?"), context.get("message"),
+                      f": {type(error).__name__}: {error}" if error else "")
         elif previous is not None:
             previous(loop, context)
         else:
             loop.default_exception_handler(context)
 
     loop.set_exception_handler(handler)
+
+
+def _from_libjuju(coro: Any, error: Any) -> bool:
+    """A task of libjuju's or of its websockets, or a failure of their making."""
+    code = getattr(coro, "cr_code", None)
+    where = str(getattr(code, "co_filename", "")).replace("\\", "/")
+    if "/juju/" in where or "/websockets/" in where:
+        return True
+    return type(error).__module__.split(".")[0] in ("juju", "websockets") if error is not None else False
 
 
 async def _reap_pings() -> None:
@@ -381,14 +445,19 @@ class JujuDriver:
     per model name)."""
 
     def __init__(self, controller: Any, jujudata: Any, controller_name: str, endpoint: str,
-                 sleep: Sleep = asyncio.sleep) -> None:
+                 sleep: Sleep = asyncio.sleep, deadlines: Deadlines | None = None) -> None:
         self._controller = controller
         self._jujudata = jujudata
         self.controller_name = controller_name
         self.endpoint = endpoint
         self._sleep = sleep  # between read retries; tests pass one that does not wait
+        self.deadlines = deadlines or Deadlines()
+        self._reads = replace(READS, within=self.deadlines.unreachable)
+        self.reach = Reachability()
+        self._params: dict[str, Any] = {}  # how to connect again: endpoints, user, password, CA
         self._models: dict[str, JujuModel] = {}
         self._opening = asyncio.Lock()  # two tasks opening one model get one handle
+        self._reconnecting = asyncio.Lock()
 
     # -- connecting ------------------------------------------------------------------------------
 
@@ -426,15 +495,20 @@ class JujuDriver:
                 "password": inventory.secret("juju.password", environ).reveal(),
                 "cacert": controllers[cfg.controller].get("ca-cert"),
             }
-        driver = cls(controller, data, cfg.controller, ", ".join(endpoints))
+        driver = cls(controller, data, cfg.controller, ", ".join(endpoints),
+                     deadlines=Deadlines.from_environ(environ))
 
         async def _connect() -> None:
+            # retries=0: libjuju would sleep 10, 20, 30 s between tries; botlab retries itself.
             if kwargs:
-                await controller.connect(**kwargs)
+                await controller.connect(**kwargs, retries=0)
             else:
-                await controller.connect(cfg.controller)
+                await controller.connect(cfg.controller, retries=0)
 
-        await driver._call("connect", _connect, where=where, read=True)
+        await driver._call("connect", _connect, where=where, read=True, reconnect=_nothing)
+        params = dict(controller.connection().connect_params())
+        params.update(endpoint=endpoints or params.get("endpoint"), uuid=None, retries=0)
+        driver._params = params
         return driver
 
     def client_key(self) -> str | None:
@@ -448,23 +522,99 @@ class JujuDriver:
             return None
 
     async def close(self) -> None:
-        """Close every open model, then the controller connection; never raises."""
-        for model in list(self._models.values()):
-            await model.close()
-        try:
-            await self._controller.disconnect()
-        except Exception as exc:  # closing never fails the run
-            log.debug("controller disconnect: %s", exc)
+        """Close every open model, then the controller connection; never raises, and gives
+        up on a controller that does not answer after CLOSE_S."""
+        closing = [model.close() for model in list(self._models.values())]
+        if self._controller is not None:
+            closing.append(_quietly("controller disconnect", self._controller.disconnect()))
+        await asyncio.gather(*closing)  # at once: each may wait out CLOSE_S on a silent controller
         await _reap_pings()
 
     async def _call(self, operation: str, fn: Callable[[], Awaitable[T]], *, where: str | None = None,
-                    read: bool = False) -> T:
-        """Run one libjuju call; reads are retried on connection faults, mutations never."""
-        return await retry_call(READS if read else ONCE, fn, transient=_transient, log=log,
-                                what=f"Juju {operation}", error=lambda exc: self._error(exc, operation, where),
-                                sleep=self._sleep)
+                    read: bool = False, reconnect: Callable[[], Awaitable[None]] | None = None) -> T:
+        """Run one libjuju call within the call deadline, on a live connection (`reconnect`
+        makes sure of it: by default the controller's). Reads are retried on connection faults
+        and missing answers; a change is sent once (only reconnecting before it is retried)."""
+        ensure = reconnect or self._ensure_controller
 
-    def _error(self, exc: Exception, operation: str, where: str | None) -> StageError:
+        def error(exc: Exception) -> StageError:
+            return self._error(exc, operation, where, read)
+
+        if not read:
+            await retry_call(self._reads, ensure, transient=_transient, log=log, what=f"Juju {operation}: reconnect",
+                             error=lambda exc: self._error(exc, operation, where, True), sleep=self._sleep)
+            return await retry_call(ONCE, lambda: self._attempt(fn), transient=_transient, log=log,
+                                    what=f"Juju {operation}", error=error, sleep=self._sleep)
+
+        async def attempt() -> T:
+            await ensure()
+            return await self._attempt(fn)
+
+        return await retry_call(self._reads, attempt, transient=_transient, log=log, what=f"Juju {operation}",
+                                error=error, sleep=self._sleep)
+
+    async def _attempt(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """`fn()` within the call deadline, noting whether the controller answered."""
+        try:
+            result = await answer_within(self.deadlines.call, fn)
+        except Exception as exc:
+            if _is_connection_fault(exc):
+                self.reach.lost()
+            else:
+                self.reach.answered()
+            raise
+        self.reach.answered()
+        return result
+
+    async def _ensure_controller(self) -> None:
+        """Reconnect the controller connection if it was lost: a new libjuju Controller,
+        connected within the call deadline (the old one closed quietly)."""
+        controller = self._controller
+        if controller is None or not self._params or _connected(controller):
+            return
+        async with self._reconnecting:
+            if _connected(self._controller):
+                return
+            from juju.controller import Controller
+
+            fresh = Controller(jujudata=self._jujudata)
+
+            async def _connect() -> None:
+                await fresh.connect(**self._params)
+
+            try:
+                await self._attempt(_connect)
+            except BaseException:
+                await _quietly("controller disconnect", fresh.disconnect())
+                raise
+            old, self._controller = self._controller, fresh
+            log.info("reconnected to the controller at %s", self.endpoint)
+            await _quietly("old controller disconnect", old.disconnect())
+
+    async def _connect_model(self, name: str, uuid: str) -> Any:
+        """A new libjuju Model of `uuid`, connected (its AllWatcher running); closed again if
+        that fails (callers give it the call deadline through `_attempt`)."""
+        from juju.model import Model
+
+        self._adopt_noise()
+        model = Model(jujudata=self._jujudata)
+        if self._params:
+            params = dict(self._params, uuid=uuid)
+        else:
+            params = dict(self._controller.connection().connect_params(), uuid=uuid)
+
+        try:
+            await model.connect(**params)
+        except BaseException:
+            await _quietly(f"model {name} disconnect", model.disconnect())
+            raise
+        return model
+
+    def _adopt_noise(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            _route_libjuju_noise(asyncio.get_running_loop())
+
+    def _error(self, exc: Exception, operation: str, where: str | None, read: bool = True) -> StageError:
         from juju.errors import JujuAPIError, JujuError
 
         if isinstance(exc, JujuAPIError):
@@ -477,16 +627,32 @@ class JujuDriver:
                 )
             return StageError(_juju_message(exc) + (f" ({code})" if code else ""), system="Juju",
                               operation=operation, where=where)
-        if isinstance(exc, JujuError):
+        if isinstance(exc, JujuError) and not _is_connection_fault(exc):
             return StageError(_juju_message(exc), system="Juju", operation=operation, where=where)
         if not _is_connection_fault(exc):
             return StageError(f"{type(exc).__name__}: {_juju_message(exc)}", system="Juju",
                               operation=operation, where=where)
+        if not read:
+            lost = (f"no answer from the controller at {self.endpoint} within {exc.seconds:g}s"
+                    if isinstance(exc, NoAnswer) else
+                    f"lost the connection to the controller at {self.endpoint} before it answered"
+                    f" ({type(exc).__name__}: {exc})")
+            return StageError(
+                f"{lost}: Juju may or may not have made this change", system="Juju", operation=operation,
+                where=where, hint="check that the controller is reachable, then run `botlab up`: it plans again"
+                " from what is in the model and sends only what is missing",
+            )
+        return self.unreachable(exc, operation, where)
+
+    def unreachable(self, exc: BaseException, operation: str, where: str | None) -> StageError:
+        """"cannot reach the controller at ... since HH:MM:SS (the last error)"."""
+        since = self.reach.since_text()
         return StageError(
-            f"lost the connection to the controller at {self.endpoint}: {type(exc).__name__}: {exc}",
+            f"cannot reach the controller at {self.endpoint}{' ' + since if since else ''}"
+            f" ({type(exc).__name__}: {exc})",
             system="Juju", operation=operation, where=where,
-            hint="check that the controller is reachable, then run `botlab up`: it resumes"
-            " from what is already in the model",
+            hint="check that the controller is running and reachable (`juju status`), then run `botlab up`:"
+            " it resumes from what is already in the model",
         )
 
     def _user(self) -> str:
@@ -507,11 +673,22 @@ class JujuDriver:
         settings = {"authorized-keys": authorized_keys, **(config or {})}
 
         async def _add() -> Any:
-            return await self._controller.add_model(name, cloud_name=cloud, config=settings)
+            from juju.errors import JujuAPIError
+
+            try:
+                return await self._controller.add_model(name, cloud_name=cloud, config=settings)
+            except JujuAPIError as exc:
+                # Juju: "failed to create new model: model "X" for admin already exists"
+                if getattr(exc, "error_code", "") == "already exists" or "already exists" in _juju_message(exc):
+                    log.info("model %s exists already (another run created it): opening it", name)
+                    return None
+                raise
 
         model = await self._call("create model", _add, where=f"model {name}")
         if name in self._models:  # a handle on an earlier model of that name, destroyed behind our back
             await self._models[name].close()
+        if model is None:
+            return await self.open_model(name)
         return self._adopt(model, name, str(model.info.uuid))
 
     async def open_model(self, name: str, uuid: str | None = None) -> JujuModel:
@@ -526,16 +703,9 @@ class JujuDriver:
                     raise StageError(f"model {name} does not exist", system="Juju", operation="connect model",
                                      where=f"controller {self.controller_name}")
                 uuid = uuids[name]
-            from juju.model import Model
-
-            model = Model(jujudata=self._jujudata)
-            params = dict(self._controller.connection().connect_params())
-            params["uuid"] = uuid
-
-            async def _connect() -> None:
-                await model.connect(**params)
-
-            await self._call("connect model", _connect, where=f"model {name}", read=True)
+            known = uuid
+            model = await self._call("connect model", lambda: self._connect_model(name, known),
+                                     where=f"model {name}", read=True)
             return self._adopt(model, name, uuid)
 
     def _adopt(self, model: Any, name: str, uuid: str) -> JujuModel:
@@ -570,6 +740,17 @@ class JujuDriver:
             delay = min(2.0, delay * 1.5)
 
 
+async def _nothing() -> None:
+    return None
+
+
+def _connected(controller: Any) -> bool:
+    try:
+        return bool(controller.is_connected() and controller.connection().is_open)
+    except Exception:
+        return False
+
+
 def _machine_tag(machine_id: str) -> str:
     """`0/lxd/1` -> `machine-0-lxd-1`."""
     return "machine-" + machine_id.replace("/", "-")
@@ -586,6 +767,7 @@ class JujuModel:
         self.name = name
         self.uuid = uuid
         self._changed = asyncio.Event()
+        self.reopened = 0  # times its connection and AllWatcher were opened afresh
 
         async def on_delta(delta: Any, old: Any, new: Any, model: Any) -> None:
             self._changed.set()
@@ -605,20 +787,37 @@ class JujuModel:
         return self._model
 
     async def close(self) -> None:
-        """Disconnect (its AllWatcher stops); never raises. The driver's next `open_model`
-        of this name connects afresh."""
+        """Disconnect (its AllWatcher stops); never raises, and gives up on a controller that
+        does not answer after CLOSE_S. The driver's next `open_model` of this name connects
+        afresh."""
         self._driver._forget(self)
         if self._model is None:
             return
         model, self._model = self._model, None
-        try:
-            await model.disconnect()
-        except Exception as exc:  # closing never fails the run
-            log.debug("model %s disconnect: %s", self.name, exc)
+        await _quietly(f"model {self.name} disconnect", model.disconnect())
 
     async def _call(self, operation: str, fn: Callable[[], Awaitable[T]], *, where: str | None = None,
                     read: bool = False) -> T:
-        return await self._driver._call(operation, fn, where=where, read=read)
+        """One call on this model's connection, reopened first if it was lost. `fn` reads
+        `self._libjuju` when it runs, so a retry after a reopen uses the new connection."""
+        return await self._driver._call(operation, fn, where=where, read=read, reconnect=self._ensure_open)
+
+    async def _ensure_open(self) -> None:
+        """Reopen the model's connection and AllWatcher if either died (a new libjuju Model,
+        connected within the call deadline; its first delta re-reads the whole model)."""
+        if self._model is None or _watching(self._model):
+            return
+        await self._driver._ensure_controller()
+        fresh = await self._driver._attempt(lambda: self._driver._connect_model(self.name, self.uuid))
+        if self._model is None:  # closed meanwhile
+            await _quietly(f"model {self.name} disconnect", fresh.disconnect())
+            return
+        old, self._model = self._model, fresh
+        fresh.add_observer(self._on_delta)
+        self.reopened += 1
+        self._changed.set()  # the whole model was read again
+        log.info("model %s: reconnected and its AllWatcher re-established", self.name)
+        await _quietly(f"model {self.name} old connection", old.disconnect())
 
     def _facade(self, name: str) -> Any:
         """libjuju's generated client of facade `name` (`client.<name>Facade`) on this model."""
@@ -636,8 +835,8 @@ class JujuModel:
 
     async def status(self) -> ModelStatus:
         """Client.FullStatus of the model."""
-        model = self._libjuju
-        full = await self._call("read status", model.get_status, where=f"model {self.name}", read=True)
+        full = await self._call("read status", lambda: self._libjuju.get_status(), where=f"model {self.name}",
+                                read=True)
         return status_from_full(self.name, self.uuid, full)
 
     def live(self) -> ModelStatus:
@@ -645,18 +844,37 @@ class JujuModel:
         return status_from_watcher(self.name, self.uuid, self._libjuju)
 
     async def changed(self, timeout: float) -> bool:
-        """Wait until this model's AllWatcher delivers a change (True) or `timeout` passes (False)."""
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout=max(0.0, timeout))
-        except TimeoutError:
-            return False
-        self._changed.clear()
-        return True
+        """Wait until this model's AllWatcher delivers a change (True) or `timeout` passes
+        (False). A dead watcher or connection is reopened (True: the model was read again);
+        while the controller cannot be reached this keeps trying, and raises the StageError
+        "cannot reach the controller ... since ..." once it has been unreachable for
+        Deadlines.unreachable."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout)
+        while True:
+            if self._model is not None and not _watching(self._model):
+                try:
+                    await self._call("watch model", _nothing, where=f"model {self.name}", read=True)
+                except StageError:
+                    reach = self._driver.reach
+                    if reach.since is None or reach.lost_for() >= self._driver.deadlines.unreachable:
+                        raise
+                    log.debug("model %s: controller unreachable for %.1fs; trying again", self.name, reach.lost_for())
+                else:
+                    self._changed.clear()
+                    return True
+            if self._changed.is_set():
+                self._changed.clear()
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=min(left, WATCH_CHECK_S))
 
     async def ssh_keys(self) -> list[str]:
         """The model's authorized keys, as full public key lines."""
-        model = self._libjuju
-        found = await self._call("list ssh keys", lambda: model.get_ssh_keys(raw_ssh=True), read=True)
+        found = await self._call("list ssh keys", lambda: self._libjuju.get_ssh_keys(raw_ssh=True), read=True)
         keys: list[str] = []
         for result in getattr(found, "results", None) or []:
             keys.extend(str(k) for k in (getattr(result, "result", None) or []))
@@ -668,18 +886,16 @@ class JujuModel:
         raises on any failed item), so ask once the machines have started."""
         if not machine_ids:
             return {}
-        facade = self._facade("SSHClient")
         entities = [{"tag": _machine_tag(mid)} for mid in machine_ids]
         where = ", ".join(f"machine {m}" for m in machine_ids[:3]) + (" ..." if len(machine_ids) > 3 else "")
-        got = await self._call("read host keys", lambda: facade.PublicKeys(entities=entities), where=where,
-                               read=True)
+        got = await self._call("read host keys", lambda: self._facade("SSHClient").PublicKeys(entities=entities),
+                               where=where, read=True)
         return {mid: [str(k) for k in item.public_keys or []]
                 for mid, item in zip(machine_ids, got.results or [], strict=True)}
 
     async def application_config(self, application: str) -> dict[str, Any]:
         """Option -> current value (options without one are left out)."""
-        facade = self._facade("Application")
-        got = await self._call("read config", lambda: facade.Get(application=application),
+        got = await self._call("read config", lambda: self._facade("Application").Get(application=application),
                                where=application, read=True)
         out: dict[str, Any] = {}
         for option, info in (got.config or {}).items():
@@ -690,11 +906,10 @@ class JujuModel:
     # -- changing --------------------------------------------------------------------------------
 
     async def add_ssh_key(self, key: str) -> None:
-        model = self._libjuju
         user = self._driver._user()
 
         async def _add() -> None:
-            errors = _result_errors(await model.add_ssh_key(user, key))
+            errors = _result_errors(await self._libjuju.add_ssh_key(user, key))
             if errors:
                 raise StageError(errors[0], system="Juju", operation="add ssh key")
 
@@ -706,7 +921,6 @@ class JujuModel:
         from juju.client import client
         from juju.constraints import parse as parse_constraints
 
-        facade = self._facade("MachineManager")
         out: list[AddedMachine] = []
         for i in range(0, len(requests), ADD_MACHINES_BATCH):
             batch = list(requests[i: i + ADD_MACHINES_BATCH])
@@ -721,7 +935,7 @@ class JujuModel:
             where = ", ".join(r.constraints for r in batch[:3]) + (" ..." if len(batch) > 3 else "")
 
             async def _add(ps: list[Any] = params) -> Any:
-                return await facade.AddMachines(params=ps)
+                return await self._facade("MachineManager").AddMachines(params=ps)
 
             result = await self._call("add machines", _add, where=where)
             for item in (result.machines or [])[: len(batch)]:  # one answer per request
@@ -735,9 +949,8 @@ class JujuModel:
             return
         from juju.client import client
 
-        facade = self._facade("Annotations")
         params = [client.EntityAnnotations(entity=tag, annotations=dict(values)) for tag, values in entities.items()]
-        result = await self._call("set annotations", lambda: facade.Set(annotations=params))
+        result = await self._call("set annotations", lambda: self._facade("Annotations").Set(annotations=params))
         errors = _result_errors(result)
         if errors:
             raise StageError("; ".join(errors), system="Juju", operation="set annotations")
@@ -748,11 +961,10 @@ class JujuModel:
         bundle writes them (`cores=4 mem=8G`), "" for none."""
         from juju.constraints import parse as parse_constraints
 
-        model = self._libjuju
         parsed = parse_constraints(constraints) if constraints else None
 
         async def _deploy() -> None:
-            await model.deploy(charm, application_name=application, channel=channel, base=base or None,
+            await self._libjuju.deploy(charm, application_name=application, channel=channel, base=base or None,
                                config=dict(config), constraints=dict(parsed) if parsed else None,
                                num_units=0)
 
@@ -763,40 +975,38 @@ class JujuModel:
         returns the new units' names."""
         from juju.placement import parse as parse_placement
 
-        facade = self._facade("Application")
         directives: list[Any] = []
         for p in placements:
             directives.extend(parse_placement(p) or [])
 
         async def _add() -> Any:
-            return await facade.AddUnits(application=application, num_units=len(placements),
+            return await self._facade("Application").AddUnits(application=application, num_units=len(placements),
                                          placement=directives or None, attach_storage=[])
 
         result = await self._call("add units", _add, where=application)
         return [str(u) for u in result.units or []]
 
     async def relate(self, first: str, second: str) -> None:
-        model = self._libjuju
-
         async def _relate() -> None:
-            await model.integrate(first, second)
+            await self._libjuju.integrate(first, second)
 
         await self._call("add relation", _relate, where=f"{first} {second}")
 
     async def expose(self, application: str) -> None:
-        app = self._application(application)
-        await self._call("expose", app.expose, where=application)
+        await self._call("expose", lambda: self._application(application).expose(), where=application)
 
     async def set_config(self, application: str, options: Mapping[str, str]) -> None:
-        app = self._application(application)
-        await self._call("set config", lambda: app.set_config(dict(options)), where=application)
+        await self._call("set config", lambda: self._application(application).set_config(dict(options)),
+                         where=application)
 
     async def resolve(self, unit: str) -> None:
         """ResolveUnitErrors with retry (`juju resolved <unit>`): the failed hook runs again."""
-        facade = self._facade("Application")
         entities = {"entities": [{"tag": "unit-" + unit.replace("/", "-")}]}
-        result = await self._call(
-            "resolve unit", lambda: facade.ResolveUnitErrors(all_=False, retry=True, tags=entities), where=unit)
+
+        async def _resolve() -> Any:
+            return await self._facade("Application").ResolveUnitErrors(all_=False, retry=True, tags=entities)
+
+        result = await self._call("resolve unit", _resolve, where=unit)
         errors = _result_errors(result)
         if errors and not all("not in an error state" in e for e in errors):
             raise StageError("; ".join(errors), system="Juju", operation="resolve unit", where=unit)
@@ -804,27 +1014,37 @@ class JujuModel:
     async def run_action(self, unit: str, action: str, timeout: float, **params: Any) -> ActionResult:
         """Run an action on a unit and wait for its end (through the AllWatcher), then read its
         results."""
-        model = self._libjuju
-        found = model.units.get(unit)
-        if found is None:
-            raise StageError(f"unit {unit} is not in the model", system="Juju", operation=f"run {action}",
-                             where=unit)
-        started = await self._call(f"run {action}", lambda: found.run_action(action, **params), where=unit)
+        def found() -> Any:
+            got = self._libjuju.units.get(unit)
+            if got is None:
+                raise StageError(f"unit {unit} is not in the model", system="Juju", operation=f"run {action}",
+                                 where=unit)
+            return got
 
-        def status() -> str:
-            history = model.state.state.get("action", {}).get(started.entity_id)
-            return str(history[-1].get("status")) if history and history[-1] else ""
+        found()
+        started = await self._call(f"run {action}", lambda: found().run_action(action, **params), where=unit)
+        reopened = self.reopened
+
+        async def status() -> str:
+            history = self._libjuju.state.state.get("action", {}).get(started.entity_id)
+            if history and history[-1]:
+                return str(history[-1].get("status"))
+            if self.reopened == reopened:
+                return ""
+            # The watcher was re-established since: ask for the action itself.
+            got = await self._call(f"read {action} status", lambda: self._facade("Action").Actions(
+                entities=[{"tag": f"action-{started.entity_id}"}]), where=unit, read=True)
+            return str(got.results[0].status or "") if got.results else ""
 
         deadline = time.monotonic() + timeout
-        while status() not in ("completed", "failed", "cancelled", "error", "aborted"):
+        while (now := await status()) not in ("completed", "failed", "cancelled", "error", "aborted"):
             if time.monotonic() > deadline:
                 raise StageError(f"action {action} did not finish within {timeout:.0f}s (status"
-                                 f" {status() or 'pending'})", system="Juju", operation=f"run {action}",
+                                 f" {now or 'pending'})", system="Juju", operation=f"run {action}",
                                  where=unit)
             await self.changed(min(1.0, max(0.0, deadline - time.monotonic())))
-        facade = self._facade("Action")
+        tag = f"action-{started.entity_id}"
         got = await self._call(f"read {action} results",
-                               lambda: facade.Actions(entities=[{"tag": f"action-{started.entity_id}"}]),
-                               where=unit, read=True)
+                               lambda: self._facade("Action").Actions(entities=[{"tag": tag}]), where=unit, read=True)
         item = got.results[0]
         return ActionResult(str(item.status or ""), dict(item.output or {}), str(item.message or ""))

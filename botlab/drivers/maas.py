@@ -1,7 +1,13 @@
 """MAAS driver: a thin async facade over python-libmaas. No policy: it lists, creates,
-commissions and tags what it is told to, bounds requests in flight, retries answers that
-say "try again" (502/503/504, connection resets) under one RetryPolicy, and turns every other
-fault into a StageError naming the operation and what MAAS said."""
+commissions and tags what it is told to, bounds requests in flight, gives each request a
+deadline, retries answers that say "try again" (502/503/504, connection faults, no answer)
+under one RetryPolicy, and turns every other fault into a StageError naming the operation
+and what MAAS said.
+
+A change (create, commission, tag) is sent again only when MAAS cannot have acted on it
+(a "try again" status, or no connection at all); one that got no answer, or whose connection
+broke after it was sent, is reported, and the next `botlab up` plans from what MAAS has.
+Creating a tag that exists already counts as done."""
 
 from __future__ import annotations
 
@@ -10,11 +16,11 @@ import json
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from botlab.drivers.retry import RetryPolicy, Sleep, retry_call
+from botlab.drivers.retry import Deadlines, NoAnswer, Reachability, RetryPolicy, Sleep, answer_within, retry_call
 from botlab.errors import StageError
 
 if TYPE_CHECKING:
@@ -24,8 +30,10 @@ log = logging.getLogger("botlab.maas")
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({502, 503, 504})
-# 7 tries, waits 0.2, 0.4 ... 6.4 s plus up to 0.5 s of jitter each: about 13-16 s in all.
+# 7 tries, waits 0.2, 0.4 ... 6.4 s plus up to 0.5 s of jitter each: about 13-16 s in all (and no
+# new try once Deadlines.unreachable has passed, when tries wait out their deadline).
 RETRY = RetryPolicy(attempts=7, initial=0.2, maximum=8.0, jitter=0.5)
+ALREADY_EXISTS = "Tag with this Name already exists."  # Django's unique check on Tag.name
 
 
 class MaasStatus(IntEnum):
@@ -143,17 +151,51 @@ def _transient(exc: Exception) -> bool:
     return type(exc).__name__ == "RemoteError" and any(f" {s} " in str(exc) for s in RETRY_STATUSES)
 
 
+def _unsent(exc: Exception) -> bool:
+    """For a change: only what proves MAAS did not act on it (a "try again" status, or the
+    connection never made); not a missing answer nor a connection broken after sending."""
+    from maas.client.bones import CallError
+
+    if isinstance(exc, CallError):
+        return exc.status in RETRY_STATUSES
+    return isinstance(exc, ConnectionRefusedError) or type(exc).__name__ == "ClientConnectorError"
+
+
+def _connection_fault(exc: Exception) -> bool:
+    from maas.client.bones import CallError
+
+    if isinstance(exc, CallError):
+        return False
+    return isinstance(exc, (TimeoutError, OSError)) or type(exc).__module__.startswith("aiohttp")
+
+
+def _duplicate_tag(exc: Exception) -> bool:
+    """MAAS's answer to creating a tag that exists: 400 {"name": ["Tag with this Name already exists."]}."""
+    from maas.client.bones import CallError
+
+    if not isinstance(exc, CallError) or exc.status != 400:
+        return False
+    try:
+        body = json.loads(exc.content)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and ALREADY_EXISTS in (body.get("name") or [])
+
+
 class MaasDriver:
     """One connection to one MAAS, shared by every task of a stage."""
 
     def __init__(self, session: Any, concurrency: int, key_source: str, url: str,
-                 sleep: Sleep = asyncio.sleep) -> None:
+                 sleep: Sleep = asyncio.sleep, deadlines: Deadlines | None = None) -> None:
         # libmaas's "bones" layer: its documented low-level API, one call per MAAS operation.
         self._session = session
         self._slots = asyncio.Semaphore(concurrency)
         self._sleep = sleep  # between retries; tests pass one that does not wait
         self.key_source = key_source
         self.url = url
+        self.deadlines = deadlines or Deadlines()
+        self._retry = replace(RETRY, within=self.deadlines.unreachable)
+        self._reach = Reachability()
 
     @classmethod
     async def connect(cls, inventory: Inventory, environ: Mapping[str, str]) -> MaasDriver:
@@ -167,7 +209,7 @@ class MaasDriver:
             _profile, session = await bones.SessionAPI.connect(url=url, apikey=key)
             return session
 
-        driver = cls(None, inventory.maas.concurrency, source, url)
+        driver = cls(None, inventory.maas.concurrency, source, url, deadlines=Deadlines.from_environ(environ))
         driver._session = session = await driver._call("connect", _connect)
         # describe is anonymous: prove the key now, so a bad key fails before any work.
         await driver._call("whoami", lambda: session.Users.whoami())
@@ -176,17 +218,30 @@ class MaasDriver:
     async def close(self) -> None:
         """libmaas opens one HTTP session per call; nothing stays open."""
 
-    async def _call(self, operation: str, fn: Callable[[], Awaitable[T]], where: str | None = None) -> T:
-        """One MAAS request under RETRY; each attempt holds a slot, the waits between do not."""
+    async def _call(self, operation: str, fn: Callable[[], Awaitable[T]], where: str | None = None, *,
+                    read: bool = True) -> T:
+        """One MAAS request under RETRY, each try within the call deadline; each attempt holds a
+        slot, the waits between do not. A change (`read=False`) is tried again only when MAAS
+        cannot have acted on it."""
 
         async def attempt() -> T:
             async with self._slots:
-                return await fn()
+                try:
+                    result = await answer_within(self.deadlines.call, fn)
+                except Exception as exc:
+                    if _connection_fault(exc):
+                        self._reach.lost()
+                    else:
+                        self._reach.answered()
+                    raise
+            self._reach.answered()
+            return result
 
-        return await retry_call(RETRY, attempt, transient=_transient, log=log, what=f"MAAS {operation}",
-                                error=lambda exc: self._error(exc, operation, where), sleep=self._sleep)
+        return await retry_call(self._retry, attempt, transient=_transient if read else _unsent, log=log,
+                                what=f"MAAS {operation}", error=lambda exc: self._error(exc, operation, where, read),
+                                sleep=self._sleep)
 
-    def _error(self, exc: Exception, operation: str, where: str | None) -> StageError:
+    def _error(self, exc: Exception, operation: str, where: str | None, read: bool = True) -> StageError:
         """What the operator reads for a failed request: the cause and where to look."""
         from maas.client.bones import CallError
 
@@ -207,9 +262,18 @@ class MaasDriver:
                 where=where,
                 hint="see the MAAS UI or logs for this machine",
             )
-        if isinstance(exc, (TimeoutError, OSError)):
+        if not read and (isinstance(exc, NoAnswer) or (_connection_fault(exc) and not _unsent(exc))):
             return StageError(
-                f"cannot reach MAAS at {self.url}: {exc}",
+                f"no answer from MAAS at {self.url} ({exc}): MAAS may or may not have made this change",
+                system="MAAS",
+                operation=operation,
+                where=where,
+                hint="check that MAAS is running, then run `botlab up`: it plans again from what MAAS has",
+            )
+        if _connection_fault(exc):
+            since = self._reach.since_text()
+            return StageError(
+                f"cannot reach MAAS at {self.url}{' ' + since if since else ''}: {exc}",
                 system="MAAS",
                 operation=operation,
                 where=where,
@@ -247,12 +311,14 @@ class MaasDriver:
                 hostname=hostname,
             ),
             where=hostname,
+            read=False,
         )
         return _machine(made)
 
     async def commission(self, system_id: str, hostname: str) -> MaasMachine:
         session = self._session
-        data = await self._call("commission", lambda: session.Machine.commission(system_id=system_id), where=hostname)
+        data = await self._call("commission", lambda: session.Machine.commission(system_id=system_id), where=hostname,
+                                read=False)
         return _machine(data)
 
     async def gpu_count(self, system_id: str, hostname: str) -> int:
@@ -271,8 +337,18 @@ class MaasDriver:
         return {str(t["name"]) for t in tags}
 
     async def create_tag(self, name: str, comment: str) -> None:
+        """Create a tag; one that exists already (another run made it meanwhile) is done."""
         session = self._session
-        await self._call("create tag", lambda: session.Tags.create(name=name, comment=comment), where=name)
+
+        async def _create() -> None:
+            try:
+                await session.Tags.create(name=name, comment=comment)
+            except Exception as exc:
+                if not _duplicate_tag(exc):
+                    raise
+                log.debug("MAAS create tag %s: it exists already", name)
+
+        await self._call("create tag", _create, where=name, read=False)
 
     async def update_tag(self, name: str, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
         """Add and remove machines (system ids) of a tag in one request."""
@@ -282,7 +358,7 @@ class MaasDriver:
             params["add"] = list(add)
         if remove:
             params["remove"] = list(remove)
-        await self._call("update tag", lambda: session.Tag.update_nodes(**params), where=name)
+        await self._call("update tag", lambda: session.Tag.update_nodes(**params), where=name, read=False)
 
     async def tagged(self, name: str) -> set[str]:
         """System ids of the machines carrying a tag."""
@@ -292,4 +368,59 @@ class MaasDriver:
 
     async def delete_tag(self, name: str) -> None:
         session = self._session
-        await self._call("delete tag", lambda: session.Tag.delete(name=name), where=name)
+        await self._call("delete tag", lambda: session.Tag.delete(name=name), where=name, read=False)
+
+    # -- the lab's lock (botlab/lablock.py) --------------------------------------------------
+
+    async def create_tag_if_absent(self, name: str, comment: str) -> bool:
+        """Create a tag; False, not an error, when one of that name exists. MAAS refuses a
+        second tag of a name (HTTP 400 "Tag with this Name already exists."), which makes this
+        an atomic test-and-set: the lab's lock."""
+        from maas.client.bones import CallError
+
+        session = self._session
+
+        async def create() -> bool:
+            try:
+                await session.Tags.create(name=name, comment=comment)
+            except CallError as exc:
+                if exc.status == 400 and b"already exists" in exc.content:
+                    return False
+                raise
+            return True
+
+        return await self._call("create tag", create, where=name, read=False)
+
+    async def tag_comment(self, name: str) -> str | None:
+        """A tag's comment; None if there is no such tag."""
+        from maas.client.bones import CallError
+
+        session = self._session
+
+        async def read() -> str | None:
+            try:
+                tag = await session.Tag.read(name=name)
+            except CallError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            return str(tag.get("comment") or "")
+
+        return await self._call("read tag", read, where=name)
+
+    async def delete_tag_if_present(self, name: str) -> bool:
+        """Delete a tag; False, not an error, if there is no such tag."""
+        from maas.client.bones import CallError
+
+        session = self._session
+
+        async def delete() -> bool:
+            try:
+                await session.Tag.delete(name=name)
+            except CallError as exc:
+                if exc.status == 404:
+                    return False
+                raise
+            return True
+
+        return await self._call("delete tag", delete, where=name)

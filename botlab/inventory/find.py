@@ -27,12 +27,12 @@ def find_inventory(option: str | None, environ: Mapping[str, str], cwd: Path) ->
     if named.strip():
         return _named(named, cwd, ENV_VAR)
     here = cwd / INVENTORY_FILE
-    if here.is_file():
+    if _present(here):
         return absolute(here)
     found = sorted(cwd.glob(f"inventory/*/{INVENTORY_FILE}"))
-    if (cwd / "inventory" / INVENTORY_FILE).is_file():
+    if _present(cwd / "inventory" / INVENTORY_FILE):
         found.insert(0, cwd / "inventory" / INVENTORY_FILE)
-    found = [p for p in found if p.is_file()]
+    found = [p for p in found if _present(p)]
     where = Location(str(cwd))
     if not found:
         raise InputError(
@@ -65,7 +65,7 @@ def _named(text: str, cwd: Path, source: str) -> Path:
     path = absolute(path)
     if path.is_dir():
         candidate = path / INVENTORY_FILE
-        if not candidate.is_file():
+        if not _present(candidate):
             raise InputError(
                 Problem(
                     Location(str(path)),
@@ -77,3 +77,9 @@ def _named(text: str, cwd: Path, source: str) -> Path:
     if not path.exists():
         raise InputError(Problem(Location(str(path)), source, "no such file or folder"))
     return path
+
+
+def _present(path: Path) -> bool:
+    """Whether `path` exists and is not a folder. A FIFO or device is found too, for
+    loading to refuse by name (only stat is called: nothing is opened here)."""
+    return path.exists() and not path.is_dir()

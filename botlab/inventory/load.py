@@ -9,7 +9,7 @@ InputError, sorted by file and line.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -31,10 +31,30 @@ from botlab.inventory.model import (
 )
 from botlab.inventory.schema import Derived, Items, Key, Node
 from botlab.inventory.values import POWER_PARAMETERS, Bad, Type, describe, suggest
-from botlab.yamlsource import DOCUMENT_KEY, YamlDocument, join_key, load_yaml, parent_keys, subtree
+from botlab.names import default_model
+from botlab.yamlsource import (
+    DOCUMENT_KEY,
+    YamlDocument,
+    gc_paused,
+    join_key,
+    load_yaml,
+    parent_keys,
+    size_text,
+    subtree,
+)
 
 INVENTORY_FILE = "lab.yaml"
 HOSTS_FOLDER = "hosts"
+
+# Size caps, checked from each file's stat before it is read (and no more than cap + 1
+# bytes are ever read). 10,000 machines written out in full take 2.6 MiB of lab.yaml and
+# validate in about 2 s and 170 MiB (bench/inventory.py); 8 MiB leaves room for three times
+# that, or for generous comments. A hosts file holds one machine's facts: a few hundred
+# bytes. All files together are capped as well, so thousands of hosts files cannot add up
+# to gigabytes.
+MAX_INVENTORY_BYTES = 8 * 1024 * 1024
+MAX_HOST_FILE_BYTES = 1024 * 1024
+MAX_TOTAL_BYTES = 16 * 1024 * 1024
 
 # Which model class each mapping of the schema becomes.
 MODELS: dict[Node, Callable[..., Any]] = {
@@ -59,6 +79,7 @@ class _Checker:
         self.folder = folder
         self.locations = locations
         self.problems: list[Problem] = []
+        self._failed: set[str] = set()  # the keys of problems and all their parents
         self.top: dict[str, Any] = {}
 
     def where(self, path: str) -> Location:
@@ -69,11 +90,16 @@ class _Checker:
 
     def error(self, path: str, message: str) -> None:
         self.problems.append(Problem(self.where(path), path or DOCUMENT_KEY, message))
+        self._failed.update(k for k in parent_keys(path) if k)
+
+    def assume_failed(self, paths: Iterable[str]) -> None:
+        """Treat `paths` as failed (reported elsewhere): checks building on them are skipped."""
+        self._failed.update(paths)
 
     def failed(self, path: str) -> bool:
         """Whether a problem was reported at `path` or below it (checks that build on a
         bad value would only repeat it)."""
-        return any(p.key == path or p.key.startswith((path + ".", path + "[")) for p in self.problems)
+        return path in self._failed
 
     def mapping(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> Any:
         """`value` if it is a mapping (its unknown and missing keys reported), else None."""
@@ -145,6 +171,8 @@ class _Checker:
                 raise Bad(f"expected a list of {kind.noun}s, got {describe(raw)}")
             if not raw:
                 raise Bad(f"expected at least one {kind.noun}, got an empty list")
+            if len(raw) > kind.most:
+                raise Bad(f"expected at most {kind.most:,} {kind.noun}s, got {len(raw):,}")
             return tuple(self.build(item, join_key(path, i), kind.node) for i, item in enumerate(raw))
         return kind.parse(raw, path, self)
 
@@ -167,7 +195,8 @@ class _Checker:
             return
         self.error(
             "juju.model",
-            f"must start with the lab's name and '-' ({lab}-...), e.g. {lab}-k8s, got {describe(juju.model)}",
+            f"must start with the lab's name and '-' ({lab}-...), e.g. {default_model(lab)},"
+            f" got {describe(juju.model)}",
         )
 
     def gpu_method(self, kubernetes: KubernetesConfig) -> None:
@@ -259,11 +288,15 @@ def load_inventory(path: Path) -> Inventory:
     Raises InputError carrying every problem found, sorted by file and line (lab.yaml
     first, then hosts/ files); never another exception for a user mistake.
     """
-    path = absolute(Path(path))
+    with gc_paused():
+        return _load(absolute(Path(path)))
+
+
+def _load(path: Path) -> Inventory:
     if path.is_dir():
         path = path / INVENTORY_FILE
     file = _display(path)
-    doc = load_yaml(path, file)
+    doc = load_yaml(path, file, MAX_INVENTORY_BYTES, "an inventory file")
     problems = list(doc.problems)
     if doc.data is None:
         if doc.empty:
@@ -276,7 +309,10 @@ def load_inventory(path: Path) -> Inventory:
         raise InputError(_sorted(problems + checker.problems, file))
     if isinstance(root.get("machines"), list):
         root = dict(root)
-        root["machines"] = _merge_hosts(path.parent, root["machines"], locations, problems)
+        unread: set[int] = set()
+        root["machines"] = _merge_hosts(path.parent, root["machines"], locations, problems, doc.size, unread)
+        # a machine whose hosts file is unreadable lacks its facts: that is the one problem
+        checker.assume_failed(f"machines[{i}].{key}" for i in unread for key in schema.HOST_FILE_KEYS)
 
     values = checker.values(root, "", schema.TOP)
     checker.cross_check(root, values)
@@ -287,10 +323,17 @@ def load_inventory(path: Path) -> Inventory:
 
 
 def _merge_hosts(
-    folder: Path, machines: list[Any], locations: dict[str, Location], problems: list[Problem]
+    folder: Path,
+    machines: list[Any],
+    locations: dict[str, Location],
+    problems: list[Problem],
+    total: int,
+    unread: set[int],
 ) -> list[Any]:
     """Merge each `hosts/<hostname>.yaml` into its machine entry: dicts merge deeply and
-    lab.yaml wins on conflicts. Merged values keep the location of the file they came from."""
+    lab.yaml wins on conflicts. Merged values keep the location of the file they came from.
+    `total` is the bytes read so far (lab.yaml's); reading stops at MAX_TOTAL_BYTES. The
+    indexes of machines whose hosts file could not be read are added to `unread`."""
     hosts_dir = folder / HOSTS_FOLDER
     try:
         entries = sorted(hosts_dir.iterdir()) if hosts_dir.is_dir() else []
@@ -302,6 +345,7 @@ def _merge_hosts(
         if isinstance(entry, dict) and isinstance(entry.get("hostname"), str):
             index.setdefault(entry["hostname"], i)
     merged = list(machines)
+    over = False  # past MAX_TOTAL_BYTES: files are named-checked, no longer read
     for host_file in entries:
         if host_file.name.startswith("."):
             continue
@@ -327,9 +371,27 @@ def _merge_hosts(
                 )
             )
             continue
-        doc = load_yaml(host_file, file)
+        if over:
+            unread.add(index[hostname])
+            continue
+        doc = load_yaml(host_file, file, MAX_HOST_FILE_BYTES, f"a {HOSTS_FOLDER}/ file")
+        total += doc.size
+        if total > MAX_TOTAL_BYTES:
+            over = True
+            unread.add(index[hostname])
+            problems.append(
+                Problem(
+                    Location(file),
+                    DOCUMENT_KEY,
+                    f"the inventory's files add up to more than {size_text(MAX_TOTAL_BYTES)} here: "
+                    f"{INVENTORY_FILE} and its {HOSTS_FOLDER}/ files together may be at most that much",
+                )
+            )
+            continue
         problems.extend(doc.problems)
         if doc.data is None:
+            if not doc.empty:
+                unread.add(index[hostname])
             continue
         i = index[hostname]
         prefix = f"machines[{i}]"

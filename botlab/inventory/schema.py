@@ -33,6 +33,7 @@ from botlab.inventory.values import (
     integer,
     text,
 )
+from botlab.names import default_model
 
 
 class _Required:
@@ -98,13 +99,19 @@ class Node:
         raise KeyError(name)
 
 
+# 10,000 machines validate in about 2 s; a longer list than this is refused unread (a list
+# of a million scalars in an 8 MiB file would otherwise take a minute to report).
+MAX_MACHINES = 50_000
+
+
 @dataclass(frozen=True)
 class Items:
-    """A non-empty list of mappings, each read with `node`; `noun` names one item."""
+    """A non-empty list of at most `most` mappings, each read with `node`; `noun` names one item."""
 
     node: Node
     noun: str
     label: str = "list"
+    most: int = MAX_MACHINES
 
 
 # --------------------------------------------------------------------------- kinds of text
@@ -152,7 +159,8 @@ JUJU = Node(
             "model",
             text("a Juju model name (lowercase letters, digits and '-')", re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")),
             "the model the cluster is deployed in; lowercase letters, digits, `-`; **must start with `<lab>-`**",
-            default=Derived("`<lab>-k8s`", lambda _, top: f"{top['name']}-k8s" if top.get("name") else "k8s"),
+            default=Derived(f"`{default_model('<lab>')}`",
+                            lambda _, top: default_model(top["name"]) if top.get("name") else "k8s"),
         ),
         Key("cloud", text("a Juju cloud name", _JUJU_NAME), "the MAAS cloud's name in Juju"),
         Key(
@@ -353,7 +361,7 @@ TOP = Node(
         Key("maas", MAAS, "the MAAS that manages the machines"),
         Key("juju", JUJU, "the Juju controller that deploys on them"),
         Key("ssh", SSH, "how botlab logs in to deployed machines"),
-        Key("machines", Items(MACHINE, "machine"), "the lab's machines, at least one"),
+        Key("machines", Items(MACHINE, "machine", most=MAX_MACHINES), "the lab's machines, at least one"),
         Key("kubernetes", KUBERNETES, "the cluster", default={}, shown="every key's default"),
         Key("nfs", NFS, "shared storage", default=None, shown="off"),
         Key("metallb", METALLB, "LoadBalancer addresses", default=None, shown="off"),

@@ -6,6 +6,8 @@
     GET    /_lab/faults             {"faults": [...]}: active faults
     POST   /_lab/faults             add one fault (JSON object) or several (a list)
     DELETE /_lab/faults             clear them
+    GET    /_lab/service            {"state": "up"|"down"|"hung"}: whether the service answers
+    POST   /_lab/service            {"state": ...}: switch it (see faults.ServiceState)
 
 and the helpers their own routes use: `loopback_only`, `json_body`, `json_items`, `added`.
 """
@@ -34,6 +36,10 @@ class Emulator(Protocol):
 
     def clear_faults(self) -> None: ...
 
+    def service_now(self) -> dict[str, Any]: ...
+
+    async def switch_service(self, state: str) -> dict[str, Any]: ...
+
 
 class ControlApiBase:
     """The routes above for `emulator`; a subclass names its emulator's type, says what its
@@ -59,6 +65,8 @@ class ControlApiBase:
             web.get("/_lab/faults", self.list_faults),
             web.post("/_lab/faults", self.add_faults),
             web.delete("/_lab/faults", self.clear_faults),
+            web.get("/_lab/service", self.service),
+            web.post("/_lab/service", self.switch_service),
         ]
 
     def state_now(self) -> dict[str, Any]:
@@ -96,6 +104,20 @@ class ControlApiBase:
         loopback_only(request)
         self.emulator.clear_faults()
         return web.json_response({"faults": []})
+
+    async def service(self, request: web.Request) -> web.Response:
+        loopback_only(request)
+        return web.json_response(self.emulator.service_now())
+
+    async def switch_service(self, request: web.Request) -> web.Response:
+        loopback_only(request)
+        data = await json_body(request)
+        if not isinstance(data, dict) or not isinstance(data.get("state"), str):
+            raise web.HTTPBadRequest(text='body: {"state": "up" | "down" | "hung"}')
+        try:
+            return web.json_response(await self.emulator.switch_service(data["state"]))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
 
 
 def loopback_only(request: web.Request) -> None:

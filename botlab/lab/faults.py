@@ -1,4 +1,5 @@
-"""What the emulators' fault books share: the active faults, numbered from 1 as they are added.
+"""What the emulators' fault books share: the active faults, numbered from 1 as they are added;
+and the service state (up, down, hung) each emulator's control API can switch.
 
 Each emulator decides what its faults match and how they are used up (maas/faults.py,
 juju/faults.py).
@@ -6,6 +7,7 @@ juju/faults.py).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
@@ -42,3 +44,38 @@ class ActiveFaults(Generic[F]):
     def describe(self) -> list[dict[str, Any]]:
         with self._lock:
             return [f.describe() for f in self._faults]
+
+
+SERVICE_STATES = ("up", "down", "hung")
+
+
+class ServiceState:
+    """Whether an emulated service answers at all (its control API always does):
+
+    - `up`: it answers;
+    - `down`: as if its process died: open connections are cut, new ones refused or cut
+      before any answer;
+    - `hung`: as if its process froze (SIGSTOP): connections are accepted, requests are
+      held unanswered, and answered once it is `up` again.
+
+    Changed and read on the emulator's event loop only."""
+
+    def __init__(self) -> None:
+        self.state = "up"
+        self._answering = asyncio.Event()
+        self._answering.set()
+
+    def set(self, state: str) -> str:
+        """Switch to `state`; returns the previous one. ValueError for an unknown state."""
+        if state not in SERVICE_STATES:
+            raise ValueError(f"state: must be one of {', '.join(SERVICE_STATES)}, got {state!r}")
+        previous, self.state = self.state, state
+        if state == "hung":
+            self._answering.clear()
+        else:
+            self._answering.set()
+        return previous
+
+    async def answering(self) -> None:
+        """Return at once while up or down; while hung, once it is no longer hung."""
+        await self._answering.wait()

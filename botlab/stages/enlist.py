@@ -1,6 +1,8 @@
 """Enlist: make the inventory's machines known to MAAS, commissioned, Ready, checked and
 tagged (`<lab>`, `<lab>-role-<role>`, `<lab>-pin-<hostname>`), so the kubernetes stage can
-pin every Juju machine to exactly its host. All MAAS access goes through drivers.maas."""
+pin every Juju machine to exactly its host. A renamed host keeps its machine (its tags move);
+a host that left the inventory loses this lab's tags, but one still deployed only with the
+operator's consent (`--remove HOST`). All MAAS access goes through drivers.maas."""
 
 from __future__ import annotations
 
@@ -12,17 +14,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from botlab import names
+from botlab.context import Consent
 from botlab.drivers.maas import FAILED, IN_USE, WAITING, MaasStatus
 from botlab.errors import StageError
+from botlab.identity import IDENTITY, REMOVED, Departed, Resolution, lab_tags, resolve
 from botlab.outputs import EnlistedMachine, EnlistOutputs, Hardware
-from botlab.pipeline import Change, Check, Inputs, Plan, Stage
+from botlab.pipeline import REFUSED, Change, Check, Inputs, Plan, Stage
 
 if TYPE_CHECKING:
     from botlab.context import StageContext
     from botlab.drivers.maas import MaasDriver, MaasMachine
     from botlab.inventory import Inventory, Machine
 
-IDENTITY = "maas-machine"  # identities: hostname -> MAAS system id
 TAG_IDENTITY = "maas-tag"  # identities: tag name -> "ours" (tags this lab created)
 MEMORY_TOLERANCE = 0.05  # firmware and kernel reserve a little of the nominal memory
 POLL_FLOOR_S, POLL_CAP_S = 0.25, 15.0
@@ -39,7 +42,7 @@ def all_wanted_tags(inv: Inventory) -> set[str]:
 
 
 def is_lab_tag(inv: Inventory, tag: str) -> bool:
-    return tag == names.lab_tag(inv.name) or tag.startswith(inv.name + "-")
+    return names.is_lab_tag(inv.name, tag)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,19 @@ class MachineStep(Change):
 
     hostname: str = ""
     system_id: str | None = None
+    renamed_from: str | None = None  # action "rename": the hostname botlab knew it by
+
+
+@dataclass(frozen=True)
+class Untag(Change):
+    """A machine of this lab that left the inventory: action `untag` (its lab tags go, the
+    record is forgotten), `forget` (no lab tags left: the record only) or `refused` (still
+    deployed: only with the operator's consent)."""
+
+    hostname: str = ""
+    system_id: str = ""
+    tags: tuple[str, ...] = ()
+    in_use: bool = False
 
 
 @dataclass
@@ -62,9 +78,14 @@ class EnlistPlan(Plan):
 
     found: dict[str, MaasMachine | None] = field(default_factory=dict, repr=False)
     tags: set[str] = field(default_factory=set, repr=False)
+    resolution: Resolution = field(default_factory=Resolution, repr=False)
 
     def step(self, hostname: str) -> MachineStep:
         return next(c for c in self.changes if isinstance(c, MachineStep) and c.hostname == hostname)
+
+    def step_for(self, system_id: str) -> str:
+        """The inventory hostname of a machine."""
+        return next(c.hostname for c in self.changes if isinstance(c, MachineStep) and c.system_id == system_id)
 
 
 def usable(state: MaasMachine) -> bool:
@@ -86,7 +107,8 @@ class Tracker:
     machine: Machine
     system_id: str | None = None
     state: MaasMachine | None = None
-    attempts: int = 0
+    attempts: int = 0  # commissioning attempts in all, as recorded
+    tries: int = 0  # attempts in this run: its budget is 1 + maas.commission_retries
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     error: str | None = None
@@ -94,6 +116,7 @@ class Tracker:
 
 class EnlistStage(Stage[EnlistPlan]):
     name = "enlist"
+    systems = ("MAAS",)
     inputs = Inputs(keys=("lab", "machines", "maas.url"))
     outputs = EnlistOutputs
 
@@ -108,41 +131,36 @@ class EnlistStage(Stage[EnlistPlan]):
 
     # -- reading the world -----------------------------------------------------------------
 
-    async def _resolve(self, ctx: StageContext, maas: MaasDriver) -> dict[str, MaasMachine | None]:
-        """Which MAAS machine each inventory hostname is: recorded id, else hostname, else MAC."""
-        inv = ctx.inventory
-        everything = await maas.machines()
-        by_id = {m.system_id: m for m in everything}
-        by_name = {m.hostname: m for m in everything}
-        by_mac = {mac: m for m in everything for mac in m.macs}
-        known = ctx.identities(IDENTITY)
-        found: dict[str, MaasMachine | None] = {}
-        for machine in inv.machines:
-            hit = by_id.get(known.get(machine.hostname, ""))
-            hit = hit or by_name.get(machine.hostname)
-            if hit is None:
-                hit = next((by_mac[mac] for mac in machine.macs if mac in by_mac), None)
-            found[machine.hostname] = hit
-        return found
+    async def _resolve(self, ctx: StageContext, maas: MaasDriver) -> Resolution:
+        """Which MAAS machine each inventory hostname is (recorded id, else hostname, else
+        MAC), and which of this lab's machines were renamed or left the inventory."""
+        return resolve(ctx.inventory, await maas.machines(), ctx.identities(IDENTITY), ctx.identities(REMOVED))
 
     async def plan(self, ctx: StageContext) -> EnlistPlan:
         inv = ctx.inventory
         maas = await ctx.drivers.maas()
-        plan = EnlistPlan(found=await self._resolve(ctx, maas), tags=await maas.tag_names())
+        found = await self._resolve(ctx, maas)
+        plan = EnlistPlan(found=found.found, tags=await maas.tag_names(), resolution=found)
         for tag in sorted(all_wanted_tags(inv) - plan.tags):
             plan.changes.append(CreateTag("create", f"tag {tag}", "not in MAAS", tag=tag))
         for machine in inv.machines:
-            plan.changes.append(self._step(inv, machine, plan.found[machine.hostname]))
+            plan.changes.append(self._step(inv, machine, plan.found[machine.hostname], found))
+        for _host, gone in sorted(found.departed.items()):
+            plan.changes.append(departure(gone, ctx.consent))
         plan.observed = {
             "machines": {host: None if m is None else {
                 "system_id": m.system_id, "status": m.status_name,
                 "tags": sorted(t for t in m.tags if is_lab_tag(inv, t))} for host, m in plan.found.items()},
             "tags": sorted(t for t in plan.tags if is_lab_tag(inv, t)),
         }
+        if found.departed:
+            plan.observed["departed"] = {host: {
+                "system_id": d.system_id, "status": d.machine.status_name if d.machine else None,
+                "tags": list(d.tags)} for host, d in sorted(found.departed.items())}
         return plan
 
     @staticmethod
-    def _step(inv: Inventory, machine: Machine, state: MaasMachine | None) -> MachineStep:
+    def _step(inv: Inventory, machine: Machine, state: MaasMachine | None, found: Resolution) -> MachineStep:
         host = machine.hostname
         target = f"machine {host}"
         if state is None:
@@ -155,6 +173,19 @@ class EnlistStage(Stage[EnlistPlan]):
             return MachineStep("commission", target, f"{state.status_name}: retry", hostname=host, system_id=sid)
         if state.status in WAITING:
             return MachineStep("wait", target, f"{state.status_name} in MAAS", hostname=host, system_id=sid)
+        if state.status in IN_USE and sid not in found.ours:
+            return MachineStep("blocked", target, f"{state.status_name} in MAAS (owner {state.owner or 'unknown'})"
+                               f" but not tagged for lab {inv.name} nor recorded as this lab's: another user or"
+                               " lab may own it; release it in MAAS or fix the hostname", hostname=host,
+                               system_id=sid)
+        if usable(state) and host in found.renamed:
+            old = found.renamed[host]
+            wanted = wanted_tags(inv, machine)
+            have = set(lab_tags(inv.name, state.tags))
+            moves = [f"+{t}" for t in sorted(wanted - have)] + [f"-{t}" for t in sorted(have - wanted)]
+            return MachineStep("rename", target, f"was {old} (MAAS machine {sid}, found by {found.how[host]}):"
+                               f" {state.status_name}, kept; its tags move ({' '.join(moves) or 'none'}) and it"
+                               " is recorded under the new name", hostname=host, system_id=sid, renamed_from=old)
         if usable(state):
             missing = wanted_tags(inv, machine) - set(state.tags)
             if missing:
@@ -170,6 +201,7 @@ class EnlistStage(Stage[EnlistPlan]):
         maas = await ctx.drivers.maas()
         progress = ctx.progress()
         trackers: dict[str, Tracker] = {}
+        removed = ctx.identities(REMOVED)
         for machine in inv.machines:
             t = Tracker(machine)
             prior = progress.get(machine.hostname)
@@ -178,7 +210,13 @@ class EnlistStage(Stage[EnlistPlan]):
             if t.state is not None:
                 t.system_id = t.state.system_id
                 ctx.set_identity(IDENTITY, machine.hostname, t.system_id)
+                if machine.hostname in removed:  # removed with --remove, and back
+                    ctx.store.forget_identity(REMOVED, machine.hostname)
             trackers[machine.hostname] = t
+        for old, sid in plan.resolution.stale.items():
+            ctx.store.forget_identity(IDENTITY, old)
+            ctx.set_progress(old, "renamed", f"now {plan.step_for(sid)}")
+            ctx.note(f"{old} ({sid}) is {plan.step_for(sid)} now: recorded under the new name")
 
         await asyncio.gather(*(self._start(ctx, maas, t, plan.step(h)) for h, t in trackers.items()))
         # Tag while MAAS commissions, and read each machine's GPUs as soon as it is Ready, so
@@ -195,8 +233,9 @@ class EnlistStage(Stage[EnlistPlan]):
                 read_details(t)
         ours = [t for t in trackers.values() if t.error is None and t.system_id is not None]
         created = [c.tag for c in plan.todo if isinstance(c, CreateTag)]
+        leaving = [c for c in plan.todo if isinstance(c, Untag) and c.action != REFUSED]
         await asyncio.gather(self._wait(ctx, maas, trackers, read_details),
-                             self._tag(ctx, maas, ours, plan.tags, created))
+                             self._tag(ctx, maas, ours, plan.tags, created, leaving))
         gpus = {host: await task for host, task in details.items()}
         ready = [t for t in trackers.values() if t.error is None]
         mismatches = self._check_hardware(ctx, ready, gpus)
@@ -236,6 +275,7 @@ class EnlistStage(Stage[EnlistPlan]):
             t.system_id = t.state.system_id
             ctx.set_identity(IDENTITY, host, t.system_id)
             t.attempts += 1  # MAAS commissions a machine an admin creates
+            t.tries += 1
             ctx.set_progress(host, "commissioning", f"created as {t.system_id}", {"attempts": t.attempts})
             ctx.event(f"{host}: created in MAAS as {t.system_id}; commissioning")
         elif t.state is None:
@@ -244,13 +284,12 @@ class EnlistStage(Stage[EnlistPlan]):
             await self._commission(ctx, maas, t)
         elif step.action == "commission":
             await self._retry_or_fail(ctx, maas, t)
-        elif t.state.status in IN_USE and names.pin_tag(ctx.inventory.name, host) not in t.state.tags:
-            t.error = (
-                f"{t.state.status_name} in MAAS (owner {t.state.owner or 'unknown'}) but not"
-                f" tagged for lab {ctx.inventory.name}: another user or lab may own it;"
-                " release it in MAAS or fix the hostname"
-            )
+        elif step.action == "blocked" and t.state.status in IN_USE:
+            t.error = step.reason  # in use, and not this lab's: another user or lab may own it
             ctx.set_progress(host, "error", t.error)
+        elif step.action == "rename":
+            ctx.note(f"{host}: {step.reason}")
+            ctx.show(host, t.state.status_name, t.state.system_id)
         else:
             ctx.show(host, t.state.status_name, t.state.system_id)
 
@@ -258,27 +297,29 @@ class EnlistStage(Stage[EnlistPlan]):
         assert t.system_id is not None
         host = t.machine.hostname
         t.attempts += 1
+        t.tries += 1
         # Record the attempt before the call: a crash after it must not commission again.
         ctx.set_progress(host, "commissioning", f"attempt {t.attempts}", {"attempts": t.attempts})
         t.state = await maas.commission(t.system_id, host)
         ctx.event(f"{host}: commissioning (attempt {t.attempts})")
 
     async def _retry_or_fail(self, ctx: StageContext, maas: MaasDriver, t: Tracker) -> None:
+        """Commission a failed machine again while this run's budget lasts: each run (a new
+        `up`, with or without --force) is a new attempt episode of 1 + commission_retries."""
         assert t.state is not None
         limit = ctx.inventory.maas.commission_retries
-        retries_used = max(0, t.attempts - 1)
-        if retries_used >= limit:
+        if t.tries > limit:
             t.error = (
-                f"{t.state.status_name} after {t.attempts} attempt(s):"
-                f" {t.state.status_message or 'no message from MAAS'}"
+                f"{t.state.status_name} after {t.tries} attempt(s) in this run ({t.attempts} in all):"
+                f" {t.state.status_message or 'no message from MAAS'} (fix the cause, then run `botlab up`"
+                f" again: a new run commissions it again, up to {limit + 1} attempt(s), 1 +"
+                " maas.commission_retries)"
             )
             t.finished = time.monotonic()
             ctx.set_progress(t.machine.hostname, "failed", t.error, {"attempts": t.attempts})
             return
-        ctx.note(
-            f"{t.machine.hostname}: {t.state.status_name} ({t.state.status_message});"
-            f" retrying ({retries_used + 1} of {limit})"
-        )
+        what = "commissioning again (a new run)" if t.tries == 0 else f"retrying ({t.tries} of {limit})"
+        ctx.note(f"{t.machine.hostname}: {t.state.status_name} ({t.state.status_message}); {what}")
         await self._commission(ctx, maas, t)
 
     async def _wait(
@@ -374,11 +415,10 @@ class EnlistStage(Stage[EnlistPlan]):
         return out
 
     async def _tag(self, ctx: StageContext, maas: MaasDriver, machines: list[Tracker], have: set[str],
-                   create: list[str]) -> None:
+                   create: list[str], leaving: list[Untag]) -> None:
         """Converge this lab's tags: the planned creates (`have`: the tags the plan read), then
-        one update per changed tag."""
+        one update per changed tag, which also takes the tags off machines that left."""
         inv = ctx.inventory
-        ours = set(ctx.identities(TAG_IDENTITY))
         wanted: dict[str, set[str]] = {tag: set() for tag in all_wanted_tags(inv)}
         carrying: dict[str, set[str]] = {tag: set() for tag in wanted}
         for t in machines:
@@ -387,43 +427,60 @@ class EnlistStage(Stage[EnlistPlan]):
                 wanted[tag].add(t.system_id)
             for tag in t.state.tags:
                 carrying.setdefault(tag, set()).add(t.system_id)
-        async def create_tag(tag: str) -> None:
-            await maas.create_tag(tag, f"botlab lab {inv.name}")
-            ctx.set_identity(TAG_IDENTITY, tag, "ours")
+        departing: dict[str, set[str]] = {}
+        for c in leaving:
+            if c.action == "untag":
+                for tag in c.tags:
+                    departing.setdefault(tag, set()).add(c.system_id)
 
-        await asyncio.gather(*(create_tag(tag) for tag in create))
+        await asyncio.gather(*(self._create_tag(ctx, maas, tag) for tag in create))
         have = have | set(create)
-        for tag in sorted(set(wanted) & have - ours):
-            ctx.set_identity(TAG_IDENTITY, tag, "ours")
+        ours = set(ctx.identities(TAG_IDENTITY))
+        # This lab's tags its machines carry (a renamed host's old pin tag) converge too.
+        lab_named = {tag for tag in carrying if is_lab_tag(inv, tag)}
 
         async def update(tag: str) -> None:
             add = sorted(wanted.get(tag, set()) - carrying.get(tag, set()))
-            remove = sorted(carrying.get(tag, set()) - wanted.get(tag, set()))
+            remove = sorted((carrying.get(tag, set()) - wanted.get(tag, set())) | departing.get(tag, set()))
             if add or remove:
                 await maas.update_tag(tag, add=add, remove=remove)
                 ctx.event(f"tag {tag}: +{len(add)} -{len(remove)} machines")
 
         # Tags of this lab that no machine wants any more (a role dropped) are emptied too.
-        await asyncio.gather(*(update(tag) for tag in sorted(set(wanted) | (ours & have))))
-        await self._untag_departed(ctx, maas, have)
+        emptied = (ours | lab_named | set(departing)) & have
+        await asyncio.gather(*(update(tag) for tag in sorted(set(wanted) | emptied)))
+        for c in leaving:
+            self._forget(ctx, c)
 
-    async def _untag_departed(self, ctx: StageContext, maas: MaasDriver, have: set[str]) -> None:
-        """Machines that left the inventory lose this lab's tags (they stay enlisted)."""
-        inv = ctx.inventory
-        known = ctx.identities(IDENTITY)
-        current = {m.hostname for m in inv.machines}
-        departed = {sid: host for host, sid in known.items() if host not in current}
-        if not departed:
-            return
-        ours = set(ctx.identities(TAG_IDENTITY)) & have
-        for tag in sorted(ours):
-            members = await maas.tagged(tag)
-            gone = sorted(members & set(departed))
-            if gone:
-                await maas.update_tag(tag, remove=gone)
-        for sid, host in departed.items():
-            ctx.event(f"{host} ({sid}) left the inventory: removed this lab's tags")
-            ctx.store.forget_identity(IDENTITY, host)
+    async def _create_tag(self, ctx: StageContext, maas: MaasDriver, tag: str) -> None:
+        """Create a tag; one that exists meanwhile (another run made it) is fine. It is recorded
+        as this lab's only when this call created it or it carries this lab's comment."""
+        comment = names.tag_comment(ctx.inventory.name)
+        try:
+            created = await maas.create_tag_if_absent(tag, comment)
+        except StageError as exc:  # a MAAS answer the driver does not take for "it exists"
+            if "already exists" not in str(exc):
+                raise
+            created = False
+        if not created:
+            found = await maas.tag_comment(tag)
+            if found != comment:
+                ctx.event(f"tag {tag} was created meanwhile by someone else (comment {found or ''!r}):"
+                          " used, not recorded as this lab's")
+                return
+        ctx.set_identity(TAG_IDENTITY, tag, "ours")
+
+    @staticmethod
+    def _forget(ctx: StageContext, c: Untag) -> None:
+        """A machine that left the inventory: its record goes (one removed while deployed is
+        remembered as this lab's, so putting it back works)."""
+        ctx.store.forget_identity(IDENTITY, c.hostname)
+        if c.in_use:
+            ctx.set_identity(REMOVED, c.hostname, c.system_id)
+        ctx.set_progress(c.hostname, "removed", f"left the inventory ({c.system_id}): {c.action}")
+        shown = f": removed this lab's tags {', '.join(c.tags)}" if c.action == "untag" and c.tags else ""
+        ctx.note(f"{c.hostname} ({c.system_id}) left the inventory{shown}; it stays enlisted"
+                 + (", deployed" if c.in_use else ""))
 
     def _outputs(self, inv: Inventory, trackers: dict[str, Tracker], gpus: dict[str, int]) -> EnlistOutputs:
         machines = {}
@@ -443,7 +500,7 @@ class EnlistStage(Stage[EnlistPlan]):
     async def verify(self, ctx: StageContext) -> list[Check]:
         inv = ctx.inventory
         maas = await ctx.drivers.maas()
-        found = await self._resolve(ctx, maas)
+        found = (await self._resolve(ctx, maas)).found
         checks = []
         for machine in inv.machines:
             state = found[machine.hostname]
@@ -461,13 +518,52 @@ class EnlistStage(Stage[EnlistPlan]):
             checks.append(Check(name, True, state.status_name))
         return checks
 
-    async def destroy(self, ctx: StageContext) -> None:
-        """Remove this lab's tags and nothing else: machines stay enlisted."""
+    async def destroy(self, ctx: StageContext) -> str | None:
+        """Remove this lab's tags and nothing else: machines stay enlisted. Found in MAAS by
+        name (`<lab>`, `<lab>-role-*`, `<lab>-pin-*`; never lab `<lab>2`'s), so a lost state
+        folder still finds them; a tag neither wanted nor recorded is deleted only when its
+        comment says it is this lab's."""
         inv = ctx.inventory
         maas = await ctx.drivers.maas()
         have = await maas.tag_names()
+        mine = names.tag_comment(inv.name)
         ours = (set(ctx.identities(TAG_IDENTITY)) | all_wanted_tags(inv)) & have
+        for tag in sorted(t for t in have - ours if is_lab_tag(inv, t)):
+            if await maas.tag_comment(tag) == mine:
+                ours.add(tag)
+            else:
+                ctx.note(f"tag {tag} is named like this lab's but was not made by it: left alone")
         for tag in sorted(ours):
-            await maas.delete_tag(tag)
+            await maas.delete_tag_if_present(tag)
             ctx.store.forget_identity(TAG_IDENTITY, tag)
             ctx.event(f"deleted tag {tag}")
+        for host in ctx.identities(REMOVED):
+            ctx.store.forget_identity(REMOVED, host)
+        if not ours:
+            return None
+        ctx.note(f"found {len(ours)} tag(s) of lab {inv.name} in MAAS: {', '.join(sorted(ours))}: deleted")
+        return f"found tags {', '.join(sorted(ours))} in MAAS: deleted (machines stay enlisted)"
+
+
+def departure(gone: Departed, consent: Consent) -> Untag:
+    """What becomes of a machine of this lab that left the inventory."""
+    host, m = gone.hostname, gone.machine
+
+    def change(action: str, reason: str, in_use: bool = False) -> Untag:
+        return Untag(action, f"machine {host}", reason, hostname=host, system_id=gone.system_id, tags=gone.tags,
+                     in_use=in_use)
+
+    if m is None:
+        return change("forget", f"left the inventory and MAAS ({gone.system_id}): forget it")
+    tags = ", ".join(gone.tags) or "(none)"
+    if m.status in IN_USE:
+        where = f"{m.status_name} in MAAS (owner {m.owner or 'unknown'})"
+        if host not in consent.remove:
+            return change(REFUSED, f"left the inventory but is {where}: it still carries workloads; botlab would"
+                          f" remove its tags {tags} and forget it. Put it back in the inventory, or run"
+                          f" `botlab up {consent.flag(host)}` to untag and forget it (it stays deployed)", True)
+        return change("untag" if gone.tags else "forget", f"left the inventory, {where}; {consent.flag(host)}"
+                      f" given: remove its tags {tags} and forget it (it stays deployed)", True)
+    if not gone.tags:
+        return change("forget", f"left the inventory ({m.status_name} in MAAS, no tags of this lab): forget it")
+    return change("untag", f"left the inventory ({m.status_name} in MAAS): remove its tags {tags}; it stays enlisted")

@@ -5,8 +5,10 @@ botlab executes its own diff of the rendered bundle against the model (kubernete
 libjuju's bundle handler: that one re-adds every machine on each deploy, and Juju's change
 list (GetChangesMapArgs) plans for an empty model only. Each inventory host is one Juju
 machine constrained by its pin tag; which machine is which host is read back from the
-model (the pin tag in its constraints) and recorded, so nothing is added twice, even after
-kill -9 in the middle of a run.
+model (the pin tag in its constraints, or its instance being the host's MAAS machine) and
+recorded, so nothing is added twice, even after kill -9 in the middle of a run, and a renamed
+host keeps its machine. A host that left the inventory is forgotten only with the operator's
+consent while its machine is in the model; nothing is ever removed from the model.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from botlab import names
 from botlab.bundle import builtin_template, render_bundle
 from botlab.drivers.maas import RELEASE_PENDING
 from botlab.errors import InputError, Problem, StageError
+from botlab.identity import IDENTITY as MAAS_IDENTITY
+from botlab.identity import REMOVED, resolve
 from botlab.outputs import ClusterHost, EnlistOutputs, KubernetesOutputs
-from botlab.pipeline import Check, Inputs, Plan, Rendered, Stage
+from botlab.pipeline import Change, Check, Inputs, Plan, Rendered, Stage
 from botlab.stages.kubernetes_diff import (
     AddMachine,
     AddUnit,
@@ -35,7 +39,9 @@ from botlab.stages.kubernetes_diff import (
     DeployApp,
     Diff,
     Expose,
+    ForgetMachine,
     Relate,
+    RenameMachine,
     ResolveUnit,
     SetConfig,
     Settle,
@@ -43,6 +49,7 @@ from botlab.stages.kubernetes_diff import (
     diff,
     has_key,
     host_lookup,
+    inventory_edits,
     key_name,
     match_machines,
     option_text,
@@ -56,6 +63,7 @@ if TYPE_CHECKING:
     from botlab.inventory import Inventory
 
 IDENTITY = "juju-machine"  # identities: hostname -> Juju machine id in the lab's model
+REMOVED_MACHINE = "juju-removed"  # identities: hostname -> machine id of a host forgotten with --remove
 SETTLE_S = 1.0  # everything settled for this long (no hook started meanwhile) ends the wait
 REFRESH_S = 5.0  # the live display refreshes elapsed times at least this often
 ACTION_TIMEOUT_S = 300.0
@@ -129,6 +137,7 @@ class KubernetesPlan(Plan):
 
 class KubernetesStage(Stage[KubernetesPlan]):
     name = "kubernetes"
+    systems = ("Juju",)
     # What the model is built from: hosts and roles, Juju and the bundle's settings, the
     # bundle's template and the operator's key; not the wait's timeout.
     inputs = Inputs(
@@ -177,14 +186,40 @@ class KubernetesStage(Stage[KubernetesPlan]):
         configs = await _all(model.application_config(name) for name in with_options)
         return model, Current(status, dict(zip(with_options, configs, strict=True)), keys)
 
+    async def _system_ids(self, ctx: StageContext, current: Current) -> dict[str, str]:
+        """Each inventory host's MAAS system id, which a Juju machine's instance id is: from
+        enlist's record; from MAAS only when a host is missing there while the model holds a
+        machine on a MAAS machine botlab cannot place (a rename that enlist has not applied)."""
+        inv = ctx.inventory
+        enlisted = ctx.outputs(EnlistOutputs)
+        hosts = set(inv.hostnames)
+        sids = {h: m.system_id for h, m in (enlisted.machines if enlisted else {}).items() if h in hosts}
+        if current.status is None:
+            return sids
+        missing = hosts - set(sids)
+        known = set(sids.values())
+        strangers = [j for j in current.status.machines.values()
+                     if not j.parent and j.instance_id and j.instance_id not in known]
+        if missing and strangers:
+            maas = await ctx.drivers.maas()
+            found = resolve(inv, await maas.machines(), ctx.identities(MAAS_IDENTITY), ctx.identities(REMOVED))
+            sids.update({h: m.system_id for h, m in found.found.items() if m is not None and h in missing})
+        return sids
+
     async def plan(self, ctx: StageContext) -> KubernetesPlan:
         inv = ctx.inventory
         wanted = self._wanted_state(ctx)
         key = operator_key(inv)
         juju = await ctx.drivers.juju()
         model, current = await self._read(ctx, juju, wanted)
-        d = diff(wanted, current, key, ctx.identities(IDENTITY))
-        return KubernetesPlan(d.changes(inv.juju.model, inv.juju.controller, key), observed(current, d),
+        recorded = ctx.identities(IDENTITY)
+        d = diff(wanted, current, key, recorded, await self._system_ids(ctx, current))
+        changes = d.changes(inv.juju.model, inv.juju.controller, key)
+        edits = inventory_edits(inv.name, wanted, current.status, recorded, d.machine_ids, ctx.consent,
+                                ctx.identities(REMOVED_MACHINE))
+        first_ok = next((i for i, c in enumerate(changes) if c.is_noop), len(changes))
+        changes[first_ok:first_ok] = edits
+        return KubernetesPlan(changes, observed(current, d),
                               wanted=wanted, key=key, model=model, current=current, diff=d)
 
     # -- apply ---------------------------------------------------------------------------------
@@ -221,6 +256,9 @@ class KubernetesStage(Stage[KubernetesPlan]):
         for host, mid in ids.items():
             if recorded.get(host) != mid:
                 ctx.set_identity(IDENTITY, host, mid)
+        for host in set(ids) & set(ctx.identities(REMOVED_MACHINE)):  # removed with --remove, and back
+            ctx.store.forget_identity(REMOVED_MACHINE, host)
+        self._edit_records(ctx, todo, recorded)
         ids.update(await self._add_machines(ctx, model, [c.machine for c in todo
                                                           if isinstance(c, AddMachine) and c.machine]))
         await _all(self._deploy(ctx, model, c) for c in todo if isinstance(c, DeployApp))
@@ -253,6 +291,23 @@ class KubernetesStage(Stage[KubernetesPlan]):
         status = await model.status()
         kubeconfig = await self._kubeconfig(ctx, model, plan.wanted, status, refetch=built)
         return await self._outputs(ctx, model, plan.wanted, ids, status, kubeconfig)
+
+    @staticmethod
+    def _edit_records(ctx: StageContext, todo: list[Change], recorded: Mapping[str, str]) -> None:
+        """Inventory edits: a renamed host's machine is recorded under its new name only; a
+        host that left (with consent, while its machine stays) is forgotten."""
+        for c in todo:
+            if isinstance(c, RenameMachine):
+                if recorded.get(c.previous) == c.machine:
+                    ctx.store.forget_identity(IDENTITY, c.previous)
+                ctx.set_progress(c.previous, "renamed", f"now {c.hostname} (machine {c.machine})")
+                ctx.note(f"{c.hostname}: {c.reason}")
+            elif isinstance(c, ForgetMachine):
+                ctx.store.forget_identity(IDENTITY, c.hostname)
+                if c.in_model:
+                    ctx.set_identity(REMOVED_MACHINE, c.hostname, c.machine)
+                ctx.set_progress(c.hostname, "removed", c.reason)
+                ctx.note(f"{c.hostname}: {c.reason}")
 
     async def _add_machines(self, ctx: StageContext, model: JujuModel, machines: list[Any]) -> dict[str, str]:
         """One machine per host still missing, constrained by its pin tag; each id recorded as
@@ -301,16 +356,26 @@ class KubernetesStage(Stage[KubernetesPlan]):
     async def _wait(self, ctx: StageContext, model: JujuModel, wanted: Wanted, ids: dict[str, str],
                     resolved: set[str]) -> None:
         """Until machines have started and every unit is active/idle, with a live per-unit
-        display. A failed hook or a machine MAAS could not deploy stops the wait at once."""
+        display. A failed hook or a machine MAAS could not deploy stops the wait at once.
+
+        The view is the model's AllWatcher (the driver reopens a lost connection and its
+        watcher); when the watcher has said nothing for a while, the model is read again with
+        FullStatus, so a watcher that went quiet cannot freeze the wait. A controller that
+        cannot be reached for the driver's bound fails the wait, naming since when."""
         inv = ctx.inventory
         timeout = inv.kubernetes.timeout
         began = time.monotonic()
         deadline = began + timeout
+        # Re-read with FullStatus after this long without a delta: at most every 30 s, at least
+        # four times per timeout.
+        quiet_limit = min(30.0, max(REFRESH_S, timeout / 4))
         shown: dict[str, tuple[str, str]] = {}
         settled_since: float | None = None
         stale = set(resolved)  # their error is from before `juju resolved` until seen otherwise
+        full: ModelStatus | None = None  # a FullStatus read newer than the watcher's last delta
+        last_news = began
         while True:
-            live = model.live()
+            live = full if full is not None else model.live()
             state = _settle_state(inv, wanted, live, ids)
             for key, row in state.rows.items():
                 if shown.get(key) != row:
@@ -343,7 +408,18 @@ class KubernetesStage(Stage[KubernetesPlan]):
                     " kubernetes.timeout, then run `botlab up`: it resumes and adds nothing twice",
                 )
             wait = min(deadline - now, self.settle_s if settled_since else REFRESH_S)
-            await model.changed(wait)
+            try:
+                if await model.changed(wait):
+                    full, last_news = None, time.monotonic()
+                elif time.monotonic() - last_news >= quiet_limit:
+                    full, last_news = await model.status(), time.monotonic()
+            except StageError as exc:  # the controller could not be reached for the driver's bound
+                self._record_hosts(ctx, state.rows, ids)
+                waiting = "; ".join(state.pending[:3]) + (
+                    f" and {len(state.pending) - 3} more" if len(state.pending) > 3 else "")
+                raise StageError(f"{exc.message}{'; still waiting for: ' + waiting if state.pending else ''}",
+                                 system=exc.system or "Juju", operation="wait for units",
+                                 where=f"model {inv.juju.model}", hint=exc.hint) from None
         self._record_hosts(ctx, state.rows, ids)
         ctx.event(f"settled in {time.monotonic() - began:.1f}s: {len(live.units)} unit(s) on"
                   f" {len(ids)} machine(s)")
@@ -427,7 +503,7 @@ class KubernetesStage(Stage[KubernetesPlan]):
         wanted = self._wanted_state(ctx)
         juju = await ctx.drivers.juju()
         _model, current = await self._read(ctx, juju, wanted)
-        d = diff(wanted, current, operator_key(inv), ctx.identities(IDENTITY))
+        d = diff(wanted, current, operator_key(inv), ctx.identities(IDENTITY), await self._system_ids(ctx, current))
         model = f"model {inv.juju.model}"
         if current.status is None:
             return [Check(model, False, f"not on controller {inv.juju.controller}")]
@@ -448,43 +524,68 @@ class KubernetesStage(Stage[KubernetesPlan]):
             checks.append(Check("kubeconfig", path.exists(), str(path) if path.exists() else f"{path} missing"))
         return checks
 
-    async def destroy(self, ctx: StageContext) -> None:
+    async def destroy(self, ctx: StageContext) -> str | None:
         """Destroy the model; Juju releases its machines and MAAS takes them back to Ready
-        (waited for, so a rebuild finds them Ready)."""
+        (waited for, so a rebuild finds them Ready). Found in Juju by its name, so a lost state
+        folder still finds it; without a record, a model not named after the lab is destroyed
+        only when one of its machines carries this lab's tags."""
         inv = ctx.inventory
         juju = await ctx.drivers.juju()
         name = inv.juju.model
         hosts: list[str] = []
+        found: str | None = None
         uuid = (await juju.model_uuids()).get(name)
         if uuid is not None:
             model = await juju.open_model(name, uuid)
             status = await model.status()
-            hosts = sorted(match_machines(self._wanted_state(ctx), status, ctx.identities(IDENTITY)))
-            ctx.note(f"destroying model {name} ({len(status.machines)} machine(s), {len(status.units)} unit(s))")
-            await juju.destroy_model(name, timeout=inv.kubernetes.timeout)
-            ctx.event(f"model {name} destroyed")
-        for host in ctx.identities(IDENTITY):
-            ctx.store.forget_identity(IDENTITY, host)
+            top = [j for j in status.machines.values() if not j.parent]
+            tagged = any(names.is_lab_tag(inv.name, t) for j in top for t in j.tags)
+            if ctx.store.stage(self.name) is None and name != names.default_model(inv.name) and not tagged:
+                ctx.note(f"model {name} exists, but botlab has no record of it and none of its machines carries"
+                         f" a tag of lab {inv.name}: left alone (destroy it with `juju destroy-model {name}`)")
+            else:
+                host_of = host_lookup(match_machines(self._wanted_state(ctx), status, ctx.identities(IDENTITY)))
+                hosts = sorted({j.hostname or host_of(j.id) for j in top} - {""})
+                found = f"found model {name} with {len(top)} machine(s) and {len(status.units)} unit(s): destroyed"
+                ctx.note(f"found model {name} ({len(top)} machine(s), {len(status.units)} unit(s)); destroying it")
+                await juju.destroy_model(name, timeout=inv.kubernetes.timeout)
+                ctx.event(f"model {name} destroyed")
+        for kind in (IDENTITY, REMOVED_MACHINE):
+            for host in ctx.identities(kind):
+                ctx.store.forget_identity(kind, host)
         (inv.state_dir / names.KUBECONFIG_FILE).unlink(missing_ok=True)
         if hosts:
             await self._wait_released(ctx, hosts)
+            found = f"{found}; {len(hosts)} machine(s) back in MAAS"
+        return found
 
     async def _wait_released(self, ctx: StageContext, hosts: list[str]) -> None:
+        """Until MAAS no longer holds the model's machines. Each read is bounded by the MAAS
+        driver (a deadline per request, retries while MAAS cannot be reached); if MAAS stays
+        unreachable the wait fails naming the machines still held when last seen."""
         inv = ctx.inventory
         maas = await ctx.drivers.maas()
         deadline = time.monotonic() + inv.kubernetes.timeout
         delay = 0.1
+        busy: list[str] = []
         while True:
-            busy = [m for m in await maas.machines(hosts) if m.status in RELEASE_PENDING]
-            for m in busy:
+            try:
+                machines = await maas.machines(hosts)
+            except StageError as exc:
+                held = f"; last seen held: {', '.join(busy)}" if busy else ""
+                raise StageError(f"{exc.message}{held}", system=exc.system or "MAAS", operation="wait for release",
+                                 where=exc.where, hint="once MAAS answers, run `botlab down` again: it waits for"
+                                 " the machines still held") from None
+            held_now = [m for m in machines if m.status in RELEASE_PENDING]
+            busy = [f"{m.hostname} ({m.status_name})" for m in held_now]
+            for m in held_now:
                 ctx.show(m.hostname, m.status_name, "releasing")
-            if not busy:
+            if not held_now:
                 ctx.event(f"{len(hosts)} machine(s) released in MAAS")
                 return
             if time.monotonic() > deadline:
                 raise StageError(
-                    "still in use after the model was destroyed: "
-                    + ", ".join(f"{m.hostname} ({m.status_name})" for m in busy),
+                    "still in use after the model was destroyed: " + ", ".join(busy),
                     system="MAAS", operation="wait for release",
                     hint="release them in MAAS, then run `botlab down` again")
             await asyncio.sleep(delay)

@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from botlab import names
+from botlab.context import Consent
 from botlab.drivers.juju import JujuMachine, JujuUnit, ModelStatus, constraint_values
-from botlab.pipeline import Change
+from botlab.pipeline import REFUSED, Change
 
 HOSTNAME_ANNOTATION = "botlab/hostname"
 APP_KEYS = frozenset({"charm", "channel", "base", "num_units", "to", "options", "constraints", "expose"})
@@ -147,6 +149,26 @@ class ResolveUnit(Change):
     unit: str = ""
 
 
+@dataclass(frozen=True)
+class RenameMachine(Change):
+    """A renamed host keeps its Juju machine: recorded under the new hostname."""
+
+    hostname: str = ""
+    previous: str = ""
+    machine: str = ""
+
+
+@dataclass(frozen=True)
+class ForgetMachine(Change):
+    """A host that left the inventory: its Juju machine's record is forgotten (action
+    `forget`), or, while the machine is still in the model, refused without consent."""
+
+    hostname: str = ""
+    machine: str = ""
+    units: tuple[str, ...] = ()
+    in_model: bool = False  # the machine stays in the model (remembered, not asked about again)
+
+
 def _text(value: Any, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise BundleProblem(f"{where}: expected a string, got {type(value).__name__}")
@@ -272,21 +294,94 @@ class Current:
         return self.status is not None
 
 
-def match_machines(wanted: Wanted, status: ModelStatus | None, recorded: Mapping[str, str]) -> dict[str, str]:
+def match_machines(wanted: Wanted, status: ModelStatus | None, recorded: Mapping[str, str],
+                   system_ids: Mapping[str, str] | None = None) -> dict[str, str]:
     """Hostname -> Juju machine id. A machine is a host's when its constraints (or the tags
-    MAAS reported) carry the host's pin tag; the id botlab recorded wins among several (a
-    dying one may linger), else the lowest. Recorded ids are trusted only that far, so a
-    model destroyed and made again, whose ids start over, is read right."""
+    MAAS reported) carry the host's pin tag, or, failing that, when its instance is the host's
+    MAAS machine (`system_ids`: a renamed host keeps its machine, whose constraints name the
+    old pin tag). A pinned machine whose instance is another MAAS machine is not the host's.
+    The id botlab recorded wins among several (a dying one may linger), else the lowest.
+    Recorded ids are trusted only that far, so a model destroyed and made again, whose ids
+    start over, is read right."""
     if status is None:
         return {}
+    top = [j for j in status.machines.values() if not j.parent]
+    sids = system_ids or {}
     out: dict[str, str] = {}
     for m in wanted.machines:
-        hits = [j for j in status.machines.values() if not j.parent and m.pin_tag in j.tags]
+        sid = sids.get(m.hostname)
+        hits = [j for j in top if m.pin_tag in j.tags and not (sid and j.instance_id and j.instance_id != sid)]
+        if not hits and sid:
+            hits = [j for j in top if j.instance_id == sid]
         if not hits:
             continue
         ids = {j.id for j in hits}
         mine = recorded.get(m.hostname)
         out[m.hostname] = mine if mine in ids else min(ids, key=_id_key)
+    return out
+
+
+def units_on(status: ModelStatus, machine_id: str) -> tuple[str, ...]:
+    """Every unit on a machine or in a container on it, subordinates included."""
+    return tuple(sorted((u.name for u in status.units.values()
+                         if u.machine and u.machine.split("/")[0] == machine_id), key=_unit_key))
+
+
+def _unit_key(name: str) -> tuple[Any, ...]:
+    app, _, number = name.partition("/")
+    return (app, int(number) if number.isdigit() else number)
+
+
+def inventory_edits(lab: str, wanted: Wanted, status: ModelStatus | None, recorded: Mapping[str, str],
+                    ids: Mapping[str, str], consent: Consent, removed: Mapping[str, str] | None = None,
+                    ) -> list[Change]:
+    """What renaming or removing inventory hosts does to the model: a renamed host's machine
+    (matched to its new name in `ids`) is recorded under the new name; a host that left the
+    inventory while its machine is still in the model is refused without `--remove HOST`
+    (then only forgotten: botlab removes nothing from the model). `removed`: hosts removed
+    so earlier -> their machine ids, which are not asked about again."""
+    gone = set((removed or {}).values())
+    current = {m.hostname for m in wanted.machines}
+    host_of = {mid: host for host, mid in ids.items()}
+    machines = {j.id: j for j in status.machines.values() if not j.parent} if status is not None else {}
+    previous: dict[str, str] = {}  # machine id -> the name botlab knew its host by
+    for host, mid in recorded.items():
+        if host not in current:
+            previous.setdefault(mid, host)
+    for j in machines.values():  # state lost: a machine pinned to a host the inventory no longer has
+        for tag in sorted(j.tags):
+            pinned = names.pinned_host(lab, tag)
+            if pinned and pinned not in current and j.id not in previous and j.id not in gone:
+                previous[j.id] = pinned
+    out: list[Change] = []
+    for mid, old in sorted(previous.items(), key=lambda kv: _id_key(kv[0])):
+        if mid in host_of:
+            new = host_of[mid]
+            if recorded.get(new) == mid and recorded.get(old) != mid:
+                continue  # recorded under its new name already (its constraints keep the old pin tag)
+            out.append(RenameMachine("rename", f"machine {new}", f"Juju machine {mid} (was {old}; the same MAAS"
+                                     " machine): kept, recorded under the new name", hostname=new, previous=old,
+                                     machine=mid))
+            continue
+        found = machines.get(mid)
+        if found is None:
+            if old in recorded:
+                out.append(ForgetMachine("forget", f"machine {old}", f"left the inventory; its Juju machine {mid}"
+                                         " is gone: forget the record", hostname=old, machine=mid))
+            continue
+        units = units_on(status, mid) if status is not None else ()
+        runs = f"runs {', '.join(units)}" if units else f"is deployed ({found.agent_status or 'pending'}, no units)"
+        if old not in consent.remove:
+            out.append(ForgetMachine(REFUSED, f"machine {old}", f"left the inventory but Juju machine {mid} still"
+                                     f" {runs}: botlab would forget it, leaving it running unmanaged. Put it back"
+                                     f" in the inventory, or run `botlab up {consent.flag(old)}` to forget it"
+                                     f" (then `juju remove-machine {mid}` releases it)", hostname=old, machine=mid,
+                                     units=units, in_model=True))
+        else:
+            out.append(ForgetMachine("forget", f"machine {old}", f"left the inventory; {consent.flag(old)} given:"
+                                     f" Juju machine {mid} ({runs.removeprefix('runs ')}) is forgotten and keeps"
+                                     f" running until `juju remove-machine {mid}`", hostname=old, machine=mid,
+                                     units=units, in_model=True))
     return out
 
 
@@ -380,7 +475,8 @@ def key_name(key: str) -> str:
     return parts[2] if len(parts) > 2 else parts[0] if parts else ""
 
 
-def diff(wanted: Wanted, current: Current, operator_key: str, recorded: Mapping[str, str]) -> Diff:
+def diff(wanted: Wanted, current: Current, operator_key: str, recorded: Mapping[str, str],
+         system_ids: Mapping[str, str] | None = None) -> Diff:
     """What apply must do to make the model hold `wanted`. Nothing is ever removed: what the
     model holds beyond the bundle is left as it is."""
     out = Diff()
@@ -391,7 +487,7 @@ def diff(wanted: Wanted, current: Current, operator_key: str, recorded: Mapping[
         out.add_key = True
     elif status is not None:
         out.in_place.append(Change("ok", "ssh key", "the operator's key is authorized"))
-    ids = match_machines(wanted, status, recorded)
+    ids = match_machines(wanted, status, recorded, system_ids)
     out.machine_ids = ids
     for m in wanted.machines:
         if m.hostname in ids:

@@ -13,19 +13,15 @@ from pathlib import Path
 import pytest
 
 from botlab.inventory import load_inventory
-from botlab.lab import control
-from tests.support.kubelab import KubeLab, start_lab
+from tests.support.kubelab import KubeLab, running_lab
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[KubeLab]:
-    vlab = start_lab(tmp_path, hosts=False)
-    try:
+    with running_lab(tmp_path, hosts=False) as vlab:
         yield vlab
-    finally:
-        control.stop(vlab.info.dir)
 
 
 def release_in_maas(lab: KubeLab, hostname: str) -> None:

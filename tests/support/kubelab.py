@@ -4,11 +4,12 @@ botlab run in-process through its CLI and the emulators read back through their 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,29 @@ from botlab.lab import control, specs
 from botlab.state import StateStore
 
 T = TypeVar("T")
+
+
+def without_lock(requests: list[dict[str, Any]], lab: str) -> list[dict[str, Any]]:
+    """MAAS requests without those of the lab's lock (botlab/lablock.py), which every `up`,
+    `down` and `rebuild` takes and releases: the DELETE of tag `<lab>_lock`, the tag create
+    (POST .../tags/) that made each one deleted, and tag creates MAAS refused (400: a lock
+    already held; nothing changed)."""
+    from botlab.lablock import lock_tag
+
+    def tag_create(e: dict[str, Any]) -> bool:
+        return e.get("method") == "POST" and not e.get("op") and str(e.get("path", "")).rstrip("/").endswith("/tags")
+
+    drop: set[int] = set()
+    for i, e in enumerate(requests):
+        if tag_create(e) and e.get("status") == 400:
+            drop.add(i)
+        elif e.get("method") == "DELETE" and str(e.get("path", "")).rstrip("/").endswith(f"/tags/{lock_tag(lab)}"):
+            drop.add(i)
+            made = next((j for j in range(i - 1, -1, -1) if j not in drop and tag_create(requests[j])
+                         and requests[j].get("status") == 200), None)
+            if made is not None:
+                drop.add(made)
+    return [e for i, e in enumerate(requests) if i not in drop]
 
 
 class KubeLab:
@@ -70,7 +94,9 @@ class KubeLab:
                 if e["kind"] == "rpc" and e.get("mutating")]
 
     def maas_mutations(self, since: int) -> list[dict[str, Any]]:
-        return [e for e in self.maas_events(since) if e.get("kind") == "request" and e.get("mutating")]
+        """Mutating MAAS requests since `since`, the lab's lock apart (see `without_lock`)."""
+        return without_lock([e for e in self.maas_events(since) if e.get("kind") == "request" and e.get("mutating")],
+                            self.info.name)
 
     # -- botlab -----------------------------------------------------------------------------------
 
@@ -120,10 +146,12 @@ class KubeLab:
 
 
 def start_lab(tmp: Path, *, deploy_s: float = 0.3, charms: dict[str, float] | None = None,
-              machines: int = 5, gpus: int = 2, hosts: bool | None = None, toolkit: bool = False) -> KubeLab:
+              machines: int = 5, gpus: int = 2, hosts: bool | None = None, toolkit: bool = False,
+              unenlisted: int = 0) -> KubeLab:
     """A lab of `machines` (the last `gpus` with GPUs; `toolkit`: their hosts have the NVIDIA
-    container toolkit installed) whose inventory `botlab` runs against."""
-    doc = specs.spec_document(None, machines=machines, gpus=gpus, unenlisted=0, commissioning_s=0.1,
+    container toolkit installed; `unenlisted`: how many MAAS does not know yet) whose
+    inventory `botlab` runs against."""
+    doc = specs.spec_document(None, machines=machines, gpus=gpus, unenlisted=unenlisted, commissioning_s=0.1,
                               deploy_s=deploy_s, seed=11)
     for machine in doc["machines"]:
         if machine["gpus"]["count"]:
@@ -133,3 +161,13 @@ def start_lab(tmp: Path, *, deploy_s: float = 0.3, charms: dict[str, float] | No
     lab = KubeLab(tmp, control.start(tmp / "lab", doc, name="alpha", hosts=hosts))
     lab.edit_inventory(timeout=60)
     return lab
+
+
+@contextlib.contextmanager
+def running_lab(tmp: Path, **options: Any) -> Iterator[KubeLab]:
+    """`start_lab(tmp, **options)`, stopped (every process and namespace gone) afterwards."""
+    vlab = start_lab(tmp, **options)
+    try:
+        yield vlab
+    finally:
+        control.stop(vlab.info.dir)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from botlab.app import Environment
 from botlab.cli import main
+from botlab.lablock import memory_lock
 from botlab.state import StateStore
 from tests.support.inventory import write_inventory
 from tests.support.stages import journal, lab_stages
@@ -28,7 +29,7 @@ class Lab:
     def run(self, *args: str) -> int:
         out, err = io.StringIO(), io.StringIO()
         env = Environment(cwd=self.root, environ=self.environ, stdout=out, stderr=err,
-                          stages=lab_stages)
+                          stages=lab_stages, lab_lock=memory_lock)
         code = main(list(args), env)
         self.stdout, self.stderr = out.getvalue(), err.getvalue()
         return code

@@ -5,6 +5,7 @@ async context manager."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
@@ -101,8 +102,8 @@ def test_an_unreachable_maas_gives_up_with_the_last_error_and_the_attempts() -> 
     with pytest.raises(StageError) as failed:
         maas_call(fn, waits)
     assert fn.count == 7
-    assert failed.value.message == ("cannot reach MAAS at http://maas.test/MAAS/: [Errno 111] Connection refused"
-                                    " (after 7 attempts)")
+    assert re.fullmatch(r"cannot reach MAAS at http://maas\.test/MAAS/ since \d\d:\d\d:\d\d:"
+                        r" \[Errno 111\] Connection refused \(after 7 attempts\)", failed.value.message)
     assert failed.value.hint == "check maas.url and that MAAS is running, then run `botlab up`"
 
 
@@ -134,8 +135,8 @@ def test_juju_reads_give_up_with_the_last_error_within_about_four_seconds() -> N
     with pytest.raises(StageError) as failed:
         juju_call(fn, read=True, waits=waits)
     assert fn.count == juju.READS.attempts == 5 and sum(waits) <= 4.0
-    assert failed.value.message == ("lost the connection to the controller at 10.0.0.2:17070:"
-                                    " ConnectionResetError: reset (after 5 attempts)")
+    assert re.fullmatch(r"cannot reach the controller at 10\.0\.0\.2:17070 since \d\d:\d\d:\d\d"
+                        r" \(ConnectionResetError: reset\) \(after 5 attempts\)", failed.value.message)
 
 
 def test_juju_mutations_are_never_sent_twice() -> None:
@@ -143,8 +144,8 @@ def test_juju_mutations_are_never_sent_twice() -> None:
     with pytest.raises(StageError) as failed:
         juju_call(fn, read=False)
     assert fn.count == 1
-    assert failed.value.message == ("lost the connection to the controller at 10.0.0.2:17070:"
-                                    " ConnectionResetError: reset")
+    assert failed.value.message == ("lost the connection to the controller at 10.0.0.2:17070 before it answered"
+                                    " (ConnectionResetError: reset): Juju may or may not have made this change")
 
 
 def test_what_juju_answered_is_final_even_for_reads() -> None:
@@ -155,8 +156,7 @@ def test_what_juju_answered_is_final_even_for_reads() -> None:
         (JujuAPIError({"error": "model not found", "error-code": "not found", "response": {}, "request-id": 2}),
          "model not found (not found)"),
         (JujuError(["keys not found"]), "keys not found"),
-        (JujuConnectionError("Unable to connect to any endpoint: 10.0.0.2:17070"),
-         "Unable to connect to any endpoint: 10.0.0.2:17070"),
+        (JujuConnectionError("juju server-version 2.9.42 not supported"), "juju server-version 2.9.42 not supported"),
     ]:
         fn = Calls(error)
         with pytest.raises(StageError) as failed:

@@ -1,5 +1,6 @@
 """Lab hosts: each deployed machine of the virtual MAAS is a real OpenSSH server in its own
-network, mount, UTS and PID namespaces, on an overlay of this machine's root filesystem.
+network, mount, UTS, PID and user namespaces, on an overlay of this machine's root filesystem
+that leaves out everything but the OS (`isolation.py`: what a host may see and be).
 
 `manager.HostManager` is what the MAAS emulator calls on deploy and release; `boot.py` is
 the program that runs as PID 1 inside each host (so this package imports nothing eagerly:

@@ -2,8 +2,10 @@
 inside fresh mount, UTS and PID namespaces and the host's network namespace.
 
 It builds the host's root (a tmpfs holding the overlay's upper and work folders, so writes
-stay on this host and vanish with it), chroots into it, lets the host tools start enabled
-services, starts sshd and prints READY once sshd listens. Then it reaps orphans until
+stay on this host and vanish with it; what a host must not see of this machine left out),
+makes it the mount namespace's root (pivot_root), becomes root of the host's own user
+namespace (isolation.py: an unprivileged id range on this machine), lets the host tools start
+enabled services, starts sshd and prints READY once sshd listens. Then it reaps orphans until
 SIGTERM, on which it stops everything in the host (the kernel kills the rest of the PID
 namespace when PID 1 exits).
 """
@@ -21,22 +23,15 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from botlab.lab.hosts import isolation
+from botlab.lab.hosts.isolation import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, mount
 from botlab.lab.hosts.rootfs import HostSpec, prepare
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC = 1, 2, 4, 8, 4096, 16384
 _libc = ctypes.CDLL(None, use_errno=True)
 BOOT_SERVICES_TIMEOUT_S = 15.0
 # What programs started in a host run with, as on a fresh OS. The PATH is the host tools'
 # hostlib.SEARCH_PATH, written out: PID 1 of every host would pay for importing hostlib.
 HOST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-
-
-def mount(source: str, target: Path | str, fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
-    result = _libc.mount(source.encode(), str(target).encode(), fstype.encode() if fstype else None, flags,
-                         data.encode() if data else None)
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"mount {fstype or 'bind'} {source} on {target}: {os.strerror(errno)}")
 
 
 def sethostname(name: str) -> None:
@@ -45,30 +40,41 @@ def sethostname(name: str) -> None:
         raise OSError(errno, f"sethostname {name}: {os.strerror(errno)}")
 
 
-def build_root(spec: HostSpec) -> Path:
-    """Mount the host's root and return it: overlay of / with upper and work on a tmpfs."""
+def build_root(spec: HostSpec, userns_fd: int) -> tuple[Path, Path]:
+    """Mount the host's root and return it with its overlay's upper folder: an overlay of this
+    machine's root filesystem, idmapped into the host's user namespace, with what a host must
+    not see whited out (isolation.hide) and upper and work folders on a tmpfs."""
     base = Path(spec.mount_dir)
-    mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
-    for name in ("upper", "work", "root"):
+    mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
+    for name in ("lower", "upper", "work", "root"):
         (base / name).mkdir()
-    root = base / "root"
-    mount("overlay", root, "overlay", 0, f"lowerdir=/,upperdir={base}/upper,workdir={base}/work")
+    root, upper = base / "root", base / "upper"
+    isolation.idmapped_root(userns_fd, base / "lower")
+    isolation.hide(upper, base / "lower", spec.hide)
+    # Paths relative to the tmpfs, so the host's mount table does not name the lab's folder.
+    os.chdir(base)
+    mount("overlay", root, "overlay", 0, "lowerdir=lower,upperdir=upper,workdir=work")
+    ids = f"uid={spec.id_base},gid={spec.id_base}"
     mount("proc", root / "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    mount("/dev", root / "dev", None, MS_BIND | MS_REC)
     mount("sysfs", root / "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for path, mode in (("run", "0755"), ("tmp", "1777"), ("root", "0700"), ("home", "0755")):
-        mount("tmpfs", root / path, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode}")
-    # A fresh OS has an empty /usr/local; this machine's (a docker client, say) would shadow
-    # the host's own programs on PATH.
-    mount("tmpfs", root / "usr/local", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    mount("tmpfs", root / "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, f"mode=0755,size=64k,{ids}")
+    isolation.make_dev(root / "dev", spec.id_base, _tty_gid(root))
+    for path, mode in (("run", "0755"), ("tmp", "1777")):
+        mount("tmpfs", root / path, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},{ids}")
+    # A fresh OS has an empty /usr/local (isolation.EMPTY); this machine's (a docker client,
+    # say) would shadow the host's own programs on PATH.
     for name in ("bin", "sbin", "lib", "share", "include", "etc", "games", "src"):
         (root / "usr/local" / name).mkdir()
-    for hidden in spec.hide:
-        target = root / hidden.lstrip("/")
-        if target.is_dir():
-            mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
     (root / "var/log/botlab-lab").mkdir(parents=True, exist_ok=True)
-    return root
+    return root, upper
+
+
+def _tty_gid(root: Path) -> int:
+    for line in (root / "etc/group").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == "tty" and len(fields) > 2 and fields[2].isdigit():
+            return int(fields[2])
+    return 5
 
 
 def default_signals() -> None:
@@ -102,10 +108,16 @@ def _drain(stream: IO[str], log: IO[str]) -> None:
 
 def boot(spec: HostSpec) -> subprocess.Popen[str]:
     sethostname(spec.hostname)
-    root = build_root(spec)
+    userns_fd = isolation.new_user_namespace(spec.id_base)
+    root, upper = build_root(spec, userns_fd)
     prepare(root, spec)
-    os.chroot(root)
-    os.chdir("/")
+    # What this process wrote as this machine's root becomes the host root's, then the host
+    # is handed over: its root becomes the mount namespace's, this process its root user.
+    isolation.hand_over(upper, root, spec.id_base)
+    isolation.hand_over(root / "run", root / "run", spec.id_base)
+    isolation.allow_low_ports()
+    isolation.pivot_into(root)
+    isolation.enter_user_namespace(userns_fd)
     if Path("/usr/bin/systemctl").exists():
         # Enabled services start before sshd, as on a real boot; one that hangs does not stop
         # the boot (systemd would go on with the others too).

@@ -66,10 +66,8 @@ class HostCharms:
         host = self._ours(run.model, run.hostname)
         if host is None or run.hook != "install" or run.charm not in RUNTIME_CHARMS:
             return
-        from botlab.lab import hosttools
-
         package, service = RUNTIME_CHARMS[run.charm]
-        hosttools.install_package(host.root, package)
+        self.hosts.install_package(host.hostname, package)
         for argv in (["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", service]):
             done = self.hosts.run(host.hostname, argv)
             if done.returncode != 0:

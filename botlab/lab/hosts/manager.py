@@ -52,7 +52,9 @@ class Host:
 
     @property
     def root(self) -> Path:
-        """The host's root filesystem as seen from outside (through its PID 1)."""
+        """The host's root filesystem as seen from outside (through its PID 1), for reading:
+        what this machine's root writes there is not the host root's (`HostManager.run` and
+        `install_package` act as the host's root)."""
         return Path(f"/proc/{self.pid}/root")
 
     def describe(self) -> dict[str, Any]:
@@ -174,9 +176,26 @@ class HostManager:
         host = self.host(hostname)
         if host is None:
             raise HostError(f"no lab host {hostname} is running")
-        return subprocess.run(["nsenter", "-t", str(host.pid), "-m", "-u", "-n", "-p", "-r", "-w", "--", *argv],
+        # -U: as the host's root (its user namespace), never this machine's.
+        return subprocess.run(["nsenter", "-t", str(host.pid), "-U", "-m", "-u", "-n", "-p", "-r", "-w", "--", *argv],
                               input=input, capture_output=True, text=True, timeout=timeout,
                               env={**HOST_ENV, "HOME": "/root"}, preexec_fn=default_signals)
+
+    def install_package(self, hostname: str, package: str) -> None:
+        """Install one of the host tools' packages on a host as apt would there: run by the
+        host's root inside it, so the files are the host's (this machine's root writing through
+        `Host.root` would leave files the host's root cannot change)."""
+        from botlab.lab import hosttools
+
+        if package not in hosttools.PACKAGES:
+            raise ValueError(f"unknown package {package!r}; the lab has {', '.join(hosttools.PACKAGES)}")
+        # The installer is the host tools' own (standard library only), run by the host's
+        # python3 from the tool modules its boot installed.
+        script = (Path(hosttools.__file__).read_text()
+                  + f"\nTOOLS_DIR = Path({'/' + hosttools.LIB_DIR!r})\ninstall_package(Path('/'), {package!r})\n")
+        done = self.run(hostname, ["/usr/bin/python3", "-"], input=script)
+        if done.returncode != 0:
+            raise HostError(f"installing {package} on {hostname} failed: {done.stderr.strip()[-500:]}")
 
     def describe(self) -> list[dict[str, Any]]:
         return [h.describe() for h in self.hosts()]
@@ -202,7 +221,7 @@ class HostManager:
             hostname=request.hostname, address=request.address, mount_dir=str(mount_dir),
             default_user=config.default_user, authorized_keys=config.authorized_keys,
             host_keys=[dataclasses.asdict(k) for k in config.host_keys],
-            facts=gpu_facts(request.hardware, request.hostname), hide=[str(self.lab_dir)],
+            facts=gpu_facts(request.hardware, request.hostname), hide=hidden_paths(self.lab_dir),
         )
         spec_file = self.state_dir / f"{request.hostname}.boot.json"
         fd = os.open(spec_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -262,6 +281,32 @@ class HostManager:
             host.process.wait()
         network.remove_host(host.netns)
         shutil.rmtree(self.state_dir / host.hostname, ignore_errors=True)
+
+
+def hidden_paths(lab_dir: Path) -> list[str]:
+    """Paths of this machine a host must not see beyond what isolation.hide leaves out of
+    every host anyway (anything outside the OS folders): its own lab folder, every running
+    lab's folder (a lab daemon's command line names it), botlab's checkout and virtualenv,
+    wherever they are."""
+    import botlab
+
+    paths = {str(lab_dir)}
+    package = Path(botlab.__file__).resolve().parent
+    if any((package.parent / marker).exists() for marker in ("setup.cfg", "pyproject.toml", ".git")):
+        paths.add(str(package.parent))  # a checkout, not site-packages
+    if sys.prefix != sys.base_prefix:
+        paths.add(str(Path(sys.prefix).resolve()))
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"botlab.lab.daemon" in argv and argv.index(b"botlab.lab.daemon") + 1 < len(argv):
+                folder = argv[argv.index(b"botlab.lab.daemon") + 1].decode(errors="replace")
+                if folder.startswith("/"):
+                    paths.add(folder)
+    return sorted(paths)
 
 
 def _only_child(pid: int) -> int:

@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from botlab.lab.hosts import names
+from botlab.lab.hosts import isolation, names
 
 HOSTS_DIR = "hosts"  # the lab folder's subfolder for its hosts' state (HostManager.state_dir)
 
@@ -38,7 +38,7 @@ def hosts_supported() -> str | None:
             return f"lab hosts need `{tool}` (util-linux, iproute2)"
     if not Path("/usr/sbin/sshd").exists():
         return "lab hosts need OpenSSH's sshd (apt-get install openssh-server; `make install` does it)"
-    return None
+    return isolation.supported()
 
 
 def ip(*args: str, check: bool = True) -> str:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from botlab.lab.hosts.isolation import ID_BASE
+
 SSHD_CONFIG = """\
 # Written by the botlab lab for this host.
 Port 22
@@ -42,11 +44,13 @@ class HostSpec:
     authorized_keys: list[str] = field(default_factory=list)
     host_keys: list[dict[str, str]] = field(default_factory=list)  # kind, private, public
     facts: dict[str, Any] = field(default_factory=dict)  # for the host tools (GPUs ...)
-    hide: list[str] = field(default_factory=list)  # build-machine folders a host must not see
+    hide: list[str] = field(default_factory=list)  # build-machine paths a host must not see (isolation.hide)
+    id_base: int = ID_BASE  # this machine's uid/gid for the host's 0 (its user namespace's map)
 
 
 def prepare(root: Path, spec: HostSpec) -> None:
     _identity(root, spec)
+    _lock_passwords(root)
     uid = _default_user(root, spec)
     _home(root, Path("/root"), 0, 0, [])
     _home(root, Path("/home") / spec.default_user, uid, uid, spec.authorized_keys)
@@ -69,6 +73,23 @@ def _identity(root: Path, spec: HostSpec) -> None:
     _write(root, "/etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {spec.hostname}\n{spec.address} {spec.hostname}\n")
     (root / "etc/machine-id").unlink(missing_ok=True)
     _write(root, "/etc/machine-id", os.urandom(16).hex() + "\n", 0o444)
+
+
+def _lock_passwords(root: Path) -> None:
+    """No password of this machine's accounts (hashes in /etc/shadow, /etc/gshadow) reaches a
+    host: every password field becomes `*` (no password, as on a fresh cloud image), `!` stays
+    `!` (locked)."""
+    for name, fields in (("etc/shadow", 9), ("etc/gshadow", 4)):
+        path = root / name
+        if not path.exists():
+            continue
+        lines = []
+        for line in path.read_text().splitlines():
+            parts = line.split(":")
+            if len(parts) >= 2 and len(parts) <= fields and parts[1] not in ("", "*", "!", "!*"):
+                parts[1] = "!" if parts[1].startswith("!") else "*"
+            lines.append(":".join(parts))
+        _write(root, "/" + name, "\n".join(lines) + "\n", 0o640)
 
 
 def _default_user(root: Path, spec: HostSpec) -> int:

@@ -8,6 +8,9 @@
     DELETE /_lab/faults             clear them
     GET    /_lab/connections        open API connections
     POST   /_lab/drop               cut connections now: {} for all, {"model": NAME|UUID|"controller"}
+    GET    /_lab/service            {"state": "up"|"down"|"hung"}
+    POST   /_lab/service            {"state": "down"}: kill the controller (listener closed, connections
+                                    cut); "hung": accept, never answer; "up": back on the same port
     GET    /_lab/unit-faults        active unit faults (hook errors, blocked workloads)
     POST   /_lab/unit-faults        add one (JSON object) or several (a list); see units.py
     DELETE /_lab/unit-faults        clear them (all, or ?application=A / ?unit=U / ?kind=K)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import socket
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -175,8 +176,14 @@ class JujuEmulator(StartStop):
         self.state = state
         self.server = ApiServer(state, self.registry, self._faults, check_replies=check_replies)
 
-        self._thread = ServerThread(self._sites, (port, control_port), name="juju-emulator",
+        # The control API is served by the thread; the API beside it on the same loop, by the
+        # emulator itself, so that it can stop listening and listen again (/_lab/service down).
+        self._thread = ServerThread(self._sites, (control_port,), name="juju-emulator",
                                     label="the Juju emulator", on_stop=self._close_connections)
+        self._api_port = port
+        self._api_sock: socket.socket | None = None
+        self._api_runner: web.AppRunner | None = None
+        self._api_site: web.SockSite | None = None
         self._endpoint: str | None = None
         self._control_base: str | None = None
 
@@ -215,8 +222,11 @@ class JujuEmulator(StartStop):
         """Serve from a background thread on 127.0.0.1; returns `endpoint`."""
         if self._thread.running:
             raise RuntimeError("the Juju emulator is already running")
+        self.server.service.set("up")
+        self._api_sock = _listening_socket(self._api_port)
+        api_port = self._api_sock.getsockname()[1]
         self._thread.start(timeout)
-        api_port, control_port = self._thread.ports
+        (control_port,) = self._thread.ports
         self._endpoint = f"127.0.0.1:{api_port}"
         self._control_base = f"http://127.0.0.1:{control_port}"
         self.state.api_addresses = [self._endpoint]
@@ -231,11 +241,63 @@ class JujuEmulator(StartStop):
         self._control_base = None
 
     def _sites(self) -> list[Site]:
-        """The API (wss) and the control API (http), made on the serving loop at each start."""
+        """The control API (http), made on the serving loop at each start; its start-up
+        starts the API (wss) and its clean-up stops it."""
         self.state.attach(asyncio.get_running_loop())
+        control = ControlApi(self).app()
+        control.on_startup.append(self._start_api)
+        control.on_cleanup.append(self._stop_api)
+        return [Site(control)]
+
+    async def _start_api(self, _app: web.Application) -> None:
         api_app = web.Application(client_max_size=64 * 1024 * 1024)
         api_app.add_routes(self.server.routes())
-        return [Site(api_app, self.certs.server_context()), Site(ControlApi(self).app())]
+        # A short shutdown timeout: a request held by a "slow" fault must not stall stop().
+        self._api_runner = web.AppRunner(api_app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._api_runner.setup()
+        await self._listen()
+
+    async def _listen(self) -> None:
+        """Serve the API on its socket (bound again to the same port after a `down`)."""
+        assert self._api_runner is not None
+        if self._api_sock is None:
+            self._api_sock = _listening_socket(int(self.endpoint.rpartition(":")[2]))
+        self._api_site = web.SockSite(self._api_runner, self._api_sock, ssl_context=self.certs.server_context())
+        await self._api_site.start()
+
+    async def _stop_listening(self) -> None:
+        """Close the API's listening socket: connecting is refused until `_listen`."""
+        site, self._api_site, self._api_sock = self._api_site, None, None
+        if site is not None:
+            await site.stop()
+
+    async def _stop_api(self, _app: web.Application) -> None:
+        await self._stop_listening()
+        runner, self._api_runner = self._api_runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    def service_now(self) -> dict[str, Any]:
+        return {"state": self.server.service.state}
+
+    async def switch_service(self, state: str) -> dict[str, Any]:
+        """Switch whether the controller answers, on the emulator's loop (the control API):
+        `down` closes the API's listening socket and cuts every connection, as a controller
+        whose process died (clients are refused); `hung` holds every request and new
+        connection unanswered, as a frozen process; `up` listens again, or releases what was
+        held (see faults.ServiceState)."""
+        previous = self.server.service.set(state)
+        if state == "down" and previous != "down":
+            await self._stop_listening()
+            self.server.drop_connections()
+        elif state != "down" and previous == "down":
+            await self._listen()
+        self._events.record("service", state=state, previous=previous)
+        return {"state": state, "previous": previous}
+
+    def set_service(self, state: str, timeout: float = 10.0) -> dict[str, Any]:
+        """`switch_service` from any thread."""
+        return self.run_coroutine(self.switch_service(state), timeout)
 
     async def _close_connections(self) -> None:
         with contextlib.suppress(Exception):
@@ -379,6 +441,13 @@ class JujuEmulator(StartStop):
             "counters": self.counters(),
             "last_seq": self.last_seq,
         }
+
+
+def _listening_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
 
 
 @contextmanager

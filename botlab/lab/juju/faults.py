@@ -4,11 +4,16 @@
     {kind: drop, facade: ModelConfig, method: ModelGet, count: 2}
     {kind: error, facade: Application, method: Deploy, message: "boom", code: ""}
     {kind: slow, delay_s: 1.5, count: always}
+    {kind: swallow, facade: Application, method: AddRelation}               # never answered
+    {kind: swallow, facade: Application, method: AddRelation, handle: true} # done, reply lost
 
 - `drop`: instead of answering a matching request the controller aborts the TCP connection
   (as a controller restart or a network cut does); the client sees the connection close.
 - `error`: a matching request is answered with a Juju error (`message`, `code`).
 - `slow`: a matching request is held `delay_s` seconds before it is handled.
+- `swallow`: a matching request is never answered and the connection stays open (a lost
+  request, or with `handle: true` a lost reply: the call takes effect, its answer never
+  comes), so only a client-side deadline ends the wait.
 
 `facade`, `method`, `version` and `model` (a model name or UUID; "controller" connections have
 none) narrow which requests match; `count` (default 1; `always`/null: no limit) is how many
@@ -23,8 +28,8 @@ from typing import Any, Protocol, TypeVar
 
 from botlab.lab.faults import ActiveFaults
 
-FAULT_KINDS = ("drop", "error", "slow")
-_FIELDS = ("kind", "facade", "method", "version", "model", "count", "message", "code", "delay_s")
+FAULT_KINDS = ("drop", "error", "slow", "swallow")
+_FIELDS = ("kind", "facade", "method", "version", "model", "count", "message", "code", "delay_s", "handle")
 
 
 class FaultError(ValueError):
@@ -42,6 +47,7 @@ class JujuFault:
     message: str = "injected by botlab"
     code: str = ""
     delay_s: float = 0.0
+    handle: bool = False  # swallow: handle the request, then lose its reply
     id: int = 0
     hits: int = field(default=0)
 
@@ -66,6 +72,8 @@ class JujuFault:
             out.update(message=self.message, code=self.code)
         if self.kind == "slow":
             out["delay_s"] = self.delay_s
+        if self.kind == "swallow":
+            out["handle"] = self.handle
         return out
 
 
@@ -93,6 +101,9 @@ def load_fault(data: Mapping[str, Any]) -> JujuFault:
         raise FaultError("fault.delay_s: must be a number of seconds >= 0")
     if kind == "slow" and delay <= 0:
         raise FaultError("fault.delay_s: a 'slow' fault needs a delay > 0")
+    handle = data.get("handle", False)
+    if not isinstance(handle, bool):
+        raise FaultError("fault.handle: must be true or false")
     return JujuFault(
         kind=str(kind),
         facade=data.get("facade"),
@@ -103,6 +114,7 @@ def load_fault(data: Mapping[str, Any]) -> JujuFault:
         message=str(data.get("message") or "injected by botlab"),
         code=str(data.get("code") or ""),
         delay_s=float(delay),
+        handle=handle,
     )
 
 

@@ -15,7 +15,10 @@ common facades, a model login everything but the controller facades, as in Juju
 (apiserver/restrict_*.go). Handlers, their registration and what they can reach are
 described in facades.py; this module calls them:
 
-1. faults (`drop`: abort the connection without a reply; `error`; `slow`) are applied;
+0. while the controller is `hung` (the control API's /_lab/service), nothing is answered:
+   requests and new connections are held until it is `up` again;
+1. faults (`drop`: abort the connection without a reply; `error`; `slow`; `swallow`: no
+   reply ever, the request handled first or not) are applied;
 2. the method is looked up (or the error a real controller gives is returned);
 3. the handler runs with a `CallContext`; `JujuApiError` becomes an error reply, any other
    exception an "internal error" reply naming the call (and a logged traceback);
@@ -37,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from botlab.lab.faults import ServiceState
 from botlab.lab.juju import errors
 from botlab.lab.juju.check import check_reply
 from botlab.lab.juju.errors import JujuApiError
@@ -184,6 +188,7 @@ class ApiServer:
         self.faults = faults
         self.check_replies = check_replies
         self.connections: dict[int, RpcConnection] = {}
+        self.service = ServiceState()  # up, down (the emulator closes the listener) or hung
         self._ids = itertools.count(1)
         controller.on_model_removed.append(self._model_removed)
 
@@ -200,6 +205,7 @@ class ApiServer:
     # -- connections --
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        await self.service.answering()  # a hung controller never completes the upgrade
         path_model = request.match_info.get("uuid")
         conn = RpcConnection(self, next(self._ids), path_model, str(request.remote))
         # timeout: how long a close waits for the client's close frame.
@@ -297,11 +303,17 @@ class ApiServer:
         injected: list[str] = []
         reply: dict[str, Any]
         error: JujuApiError | None = None
+        swallow: bool | None = None  # None: answer; False: lose the request; True: lose the reply
         try:
+            await self.service.answering()
             for fault in self.faults.take(facade, version, method, conn.model_name, conn.model_uuid or conn.path_model):
                 injected.append(fault.kind)
                 if fault.kind == "drop":
                     raise _Dropped
+                if fault.kind == "swallow":
+                    swallow = fault.handle
+                    if not swallow:
+                        raise _Swallowed
                 if fault.kind == "slow":
                     await asyncio.sleep(fault.delay_s)
                 if fault.kind == "error":
@@ -325,6 +337,10 @@ class ApiServer:
                           JujuApiError("connection dropped (injected fault)", "dropped"))
             conn.drop()
             return
+        except _Swallowed:
+            self._log_rpc(conn, facade, version, method, entry, request_id, started, injected,
+                          JujuApiError("request swallowed (injected fault): never handled or answered", "swallowed"))
+            return
         except asyncio.CancelledError:
             self._log_rpc(conn, facade, version, method, entry, request_id, started, injected,
                           JujuApiError("cancelled: the connection closed", "cancelled"))
@@ -341,6 +357,8 @@ class ApiServer:
             )
             reply = {"request-id": request_id, "error": error.message, "error-code": "", "response": {}}
         self._log_rpc(conn, facade, version, method, entry, request_id, started, injected, error)
+        if swallow:
+            return  # handled, but its reply is lost
         await conn.send(reply)
 
     def _resolve(self, conn: RpcConnection, facade: str, version: int, method: str) -> Any:
@@ -453,3 +471,7 @@ class ApiServer:
 
 class _Dropped(Exception):
     """Raised inside a request to abort its connection (a `drop` fault)."""
+
+
+class _Swallowed(Exception):
+    """Raised inside a request that is never handled nor answered (a `swallow` fault)."""

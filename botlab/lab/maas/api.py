@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from botlab.lab.events import EventLog
+from botlab.lab.faults import ServiceState
 from botlab.lab.maas.describe import Handler, describe, find_handler
 from botlab.lab.maas.errors import ApiError, bad_request, not_implemented
 from botlab.lab.maas.faults import ActiveFault, FaultBook
@@ -42,6 +43,7 @@ class MaasApi:
         self.lock = lock
         self.events = events
         self.faults = faults
+        self.service = ServiceState()  # up, down or hung (the control API's /_lab/service)
         # Life-cycle events caused by the request being handled, logged right after it.
         self._caused: list[tuple[str, dict[str, Any]]] | None = None
 
@@ -56,6 +58,9 @@ class MaasApi:
             self.events.record(kind, **fields)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        await self.service.answering()  # held while hung
+        if self.service.state == "down":
+            return self._cut(request)
         tail = request.match_info["tail"]
         method = request.method
         query = parse_query(request.query_string)
@@ -105,6 +110,15 @@ class MaasApi:
             for kind, fields in caused:
                 self.events.record(kind, **fields)
         return response
+
+    def _cut(self, request: web.Request) -> web.StreamResponse:
+        """As a MAAS whose process died: the connection ends with no answer."""
+        if request.transport is not None:
+            request.transport.abort()
+        with self.lock:
+            self.events.record("request", method=request.method, path=request.path, op=None, status=None,
+                               mutating=request.method != "GET", handler=None, injected=["down"])
+        return web.Response(status=503)  # never reaches the client: the connection is gone
 
     def _respond(
         self,

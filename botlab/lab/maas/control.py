@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 class ControlApi(ControlApiBase):
     """GET /_lab/events?since=N, GET /_lab/state, GET /_lab/counters,
-    GET|POST|DELETE /_lab/faults.
+    GET|POST|DELETE /_lab/faults, GET|POST /_lab/service ({"state": "up"|"down"|"hung"}:
+    "down" cuts every API request's connection unanswered, "hung" holds them unanswered).
 
     POST /_lab/faults takes one fault as JSON (the spec's fault format), or a list of them."""
 

@@ -60,9 +60,10 @@ class MaasEmulator(StartStop):
         self._api: MaasApi | None = None
         self.model = MaasModel(spec, self._faults, on_event=self._model_event)
         self.model.hosts = hosts
-        self._api = MaasApi(self.model, self._lock, self._log, self._faults)
+        self._api = api = MaasApi(self.model, self._lock, self._log, self._faults)
+        self._service = api.service
         self.app = web.Application()
-        self.app.add_routes(self._api.routes())
+        self.app.add_routes(api.routes())
         self.app.add_routes(ControlApi(self).routes())
         self.app.on_startup.append(self._on_startup)
         self.app.on_cleanup.append(self._on_cleanup)
@@ -147,6 +148,17 @@ class MaasEmulator(StartStop):
 
     def active_faults(self) -> list[dict[str, Any]]:
         return self._faults.describe()
+
+    def service_now(self) -> dict[str, Any]:
+        return {"state": self._service.state}
+
+    async def switch_service(self, state: str) -> dict[str, Any]:
+        """Switch whether the MAAS API answers (`up`, `down`, `hung`: see faults.ServiceState);
+        called on the app's loop (the control API). The control API itself keeps answering."""
+        previous = self._service.set(state)
+        with self._lock:
+            self._log.record("service", state=state, previous=previous)
+        return {"state": state, "previous": previous}
 
     def state(self) -> dict[str, Any]:
         """A snapshot of everything the emulator holds, for tests and `/_lab/state`."""
