@@ -78,7 +78,9 @@ def run_text(result: RunResult, command: str) -> str:
     if result.refused is not None:
         return f"{command}: refused: {_f(result.refused)}"
     if result.failed is None:
-        return f"{command}: done ({', '.join(f'{o.name} {o.action}' for o in result.outcomes) or 'nothing to do'})"
+        done = [f"{o.name} {o.action}" + (f": {_f(o.reason)}" if o.action == "destroyed" else "")
+                for o in result.outcomes]
+        return f"{command}: done ({'; '.join(done) or 'nothing to do'})"
     return (
         f"{command}: stage '{result.failed.name}' failed: {_f(result.failed.error or '')}\n"
         f"Fix the cause, then run `botlab {command}` again: it resumes at '{result.failed.name}'."

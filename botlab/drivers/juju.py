@@ -14,6 +14,7 @@ cannot say what botlab needs, the driver calls libjuju's generated facade client
   which AddMachineParams no longer has, so a machine would get the model's default base),
   for many machines in one request;
 - `Application.AddUnits` with a list of placements (one request per application);
+- `Application.DestroyUnit` for several units in one request;
 - `Annotations.Set` for many entities in one request;
 - `SSHClient.PublicKeys` for many machines' host keys in one request.
 
@@ -985,6 +986,22 @@ class JujuModel:
 
         result = await self._call("add units", _add, where=application)
         return [str(u) for u in result.units or []]
+
+    async def remove_units(self, units: Sequence[str]) -> None:
+        """Application.DestroyUnit for `units` in one request (`juju remove-unit`); a unit
+        already gone counts as removed."""
+        if not units:
+            return
+        params = [{"unit-tag": "unit-" + u.replace("/", "-"), "destroy-storage": False, "force": False,
+                   "dry-run": False} for u in units]
+
+        async def _destroy() -> Any:
+            return await self._facade("Application").DestroyUnit(units=params)
+
+        result = await self._call("remove units", _destroy, where=", ".join(units))
+        errors = [e for e in _result_errors(result) if "not found" not in e]
+        if errors:
+            raise StageError("; ".join(errors), system="Juju", operation="remove units", where=", ".join(units))
 
     async def relate(self, first: str, second: str) -> None:
         async def _relate() -> None:

@@ -77,7 +77,9 @@ class MaasStatus(IntEnum):
 
 # What the stages decide on, by status:
 WAITING = frozenset({MaasStatus.COMMISSIONING, MaasStatus.TESTING, MaasStatus.RELEASING})  # MAAS is busy with it
-FAILED = frozenset({MaasStatus.FAILED_COMMISSIONING, MaasStatus.FAILED_TESTING})  # commissioning again may fix it
+# Retried by enlist: Failed commissioning by commissioning again, Failed testing by testing
+# again (MAAS 3.4 refuses to commission a machine in Failed testing).
+FAILED = frozenset({MaasStatus.FAILED_COMMISSIONING, MaasStatus.FAILED_TESTING})
 IN_USE = frozenset({MaasStatus.ALLOCATED, MaasStatus.DEPLOYING, MaasStatus.DEPLOYED,
                     MaasStatus.FAILED_DEPLOYMENT})  # someone (Juju) holds it
 # Still held after its Juju model was destroyed: the release has not finished yet.
@@ -318,6 +320,13 @@ class MaasDriver:
     async def commission(self, system_id: str, hostname: str) -> MaasMachine:
         session = self._session
         data = await self._call("commission", lambda: session.Machine.commission(system_id=system_id), where=hostname,
+                                read=False)
+        return _machine(data)
+
+    async def test(self, system_id: str, hostname: str) -> MaasMachine:
+        """Run the machine's tests again (`op=test`), which MAAS allows from Failed testing."""
+        session = self._session
+        data = await self._call("test", lambda: session.Machine.test(system_id=system_id), where=hostname,
                                 read=False)
         return _machine(data)
 

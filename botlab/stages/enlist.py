@@ -169,6 +169,9 @@ class EnlistStage(Stage[EnlistPlan]):
         sid = state.system_id
         if state.status == MaasStatus.NEW:
             return MachineStep("commission", target, "New in MAAS", hostname=host, system_id=sid)
+        if state.status == MaasStatus.FAILED_TESTING:
+            return MachineStep("commission", target, f"{state.status_name}: run its tests again", hostname=host,
+                               system_id=sid)
         if state.status in FAILED:
             return MachineStep("commission", target, f"{state.status_name}: retry", hostname=host, system_id=sid)
         if state.status in WAITING:
@@ -303,24 +306,43 @@ class EnlistStage(Stage[EnlistPlan]):
         t.state = await maas.commission(t.system_id, host)
         ctx.event(f"{host}: commissioning (attempt {t.attempts})")
 
+    async def _retest(self, ctx: StageContext, maas: MaasDriver, t: Tracker) -> None:
+        """Run a machine's tests again: MAAS 3.4 only commissions New, Failed commissioning,
+        Ready or Broken machines, and lets only a machine's owner mark it broken, so a
+        machine in Failed testing is retried the way MAAS allows: `op=test`, which returns it
+        to Ready when the tests pass. It counts as an attempt like commissioning does."""
+        assert t.system_id is not None
+        host = t.machine.hostname
+        t.attempts += 1
+        t.tries += 1
+        ctx.set_progress(host, "testing", f"attempt {t.attempts}", {"attempts": t.attempts})
+        t.state = await maas.test(t.system_id, host)
+        ctx.event(f"{host}: testing again (attempt {t.attempts})")
+
     async def _retry_or_fail(self, ctx: StageContext, maas: MaasDriver, t: Tracker) -> None:
-        """Commission a failed machine again while this run's budget lasts: each run (a new
-        `up`, with or without --force) is a new attempt episode of 1 + commission_retries."""
+        """Retry a failed machine while this run's budget lasts: commission it again after
+        Failed commissioning, test it again after Failed testing. Each run (a new `up`, with
+        or without --force) is a new attempt episode of 1 + commission_retries."""
         assert t.state is not None
         limit = ctx.inventory.maas.commission_retries
         if t.tries > limit:
             t.error = (
                 f"{t.state.status_name} after {t.tries} attempt(s) in this run ({t.attempts} in all):"
                 f" {t.state.status_message or 'no message from MAAS'} (fix the cause, then run `botlab up`"
-                f" again: a new run commissions it again, up to {limit + 1} attempt(s), 1 +"
+                f" again: a new run retries it again, up to {limit + 1} attempt(s), 1 +"
                 " maas.commission_retries)"
             )
             t.finished = time.monotonic()
             ctx.set_progress(t.machine.hostname, "failed", t.error, {"attempts": t.attempts})
             return
-        what = "commissioning again (a new run)" if t.tries == 0 else f"retrying ({t.tries} of {limit})"
+        retest = t.state.status == MaasStatus.FAILED_TESTING
+        verb = "testing" if retest else "commissioning"
+        what = f"{verb} again (a new run)" if t.tries == 0 else f"{verb} again ({t.tries} of {limit})"
         ctx.note(f"{t.machine.hostname}: {t.state.status_name} ({t.state.status_message}); {what}")
-        await self._commission(ctx, maas, t)
+        if retest:
+            await self._retest(ctx, maas, t)
+        else:
+            await self._commission(ctx, maas, t)
 
     async def _wait(
         self, ctx: StageContext, maas: MaasDriver, trackers: dict[str, Tracker],

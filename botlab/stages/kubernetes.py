@@ -41,6 +41,7 @@ from botlab.stages.kubernetes_diff import (
     Expose,
     ForgetMachine,
     Relate,
+    RemoveUnit,
     RenameMachine,
     ResolveUnit,
     SetConfig,
@@ -262,6 +263,12 @@ class KubernetesStage(Stage[KubernetesPlan]):
         ids.update(await self._add_machines(ctx, model, [c.machine for c in todo
                                                           if isinstance(c, AddMachine) and c.machine]))
         await _all(self._deploy(ctx, model, c) for c in todo if isinstance(c, DeployApp))
+        orphans = [c.unit for c in todo if isinstance(c, RemoveUnit)]
+        if orphans:  # before their application's units are added again, so it never has two
+            await model.remove_units(orphans)
+            for unit in orphans:
+                ctx.note(f"{unit}: removed (on no machine after a failed placement); the bundle's unit is"
+                         " added again, placed")
         placements: dict[str, list[str]] = {}
         for c in todo:
             if isinstance(c, AddUnit) and c.placement is not None:
@@ -287,7 +294,7 @@ class KubernetesStage(Stage[KubernetesPlan]):
             await model.resolve(unit)
             ctx.note(f"{unit}: retrying its failed hook (juju resolved)")
         await self._wait(ctx, model, plan.wanted, ids, set(errored))
-        built = bool(created or any(isinstance(c, (AddMachine, DeployApp, AddUnit, Relate)) for c in todo))
+        built = bool(created or any(isinstance(c, (AddMachine, DeployApp, AddUnit, Relate, RemoveUnit)) for c in todo))
         status = await model.status()
         kubeconfig = await self._kubeconfig(ctx, model, plan.wanted, status, refetch=built)
         return await self._outputs(ctx, model, plan.wanted, ids, status, kubeconfig)

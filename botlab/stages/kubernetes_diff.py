@@ -129,6 +129,17 @@ class AddUnit(Change):
 
 
 @dataclass(frozen=True)
+class RemoveUnit(Change):
+    """A unit of a bundle application that is on no machine: Juju adds a unit before it
+    places it, so a placement that failed (machine gone, dying, another base) leaves it
+    unassigned. Juju 3.6's client API cannot assign an existing unit (no AssignUnits call), so
+    it is removed (`juju remove-unit`) and the bundle's unit is added again, placed."""
+
+    application: str = ""
+    unit: str = ""
+
+
+@dataclass(frozen=True)
 class Relate(Change):
     relation: WantedRelation | None = None
 
@@ -424,11 +435,13 @@ class Diff:
     in_place: list[Change] = field(default_factory=list)
     machine_ids: dict[str, str] = field(default_factory=dict)  # hostname -> machine id already there
     resolve: list[str] = field(default_factory=list)  # units in error: their failed hook is retried
+    orphans: list[str] = field(default_factory=list)  # units on no machine (a failed placement): removed
 
     @property
     def empty(self) -> bool:
         return not (self.create_model or self.add_key or self.machines or self.deploy or self.units
-                    or self.relations or self.expose or self.config or self.resolve or self.conflicts)
+                    or self.relations or self.expose or self.config or self.resolve or self.conflicts
+                    or self.orphans)
 
     def changes(self, model: str, controller: str, key: str) -> list[Change]:
         """The typed changes apply executes, in its order, then what is in place."""
@@ -446,6 +459,12 @@ class Diff:
             units += ", exposed" if app.expose else ""
             channel = f" from {app.channel}" if app.channel else ""
             out.append(DeployApp("deploy", f"application {app.name}", f"charm {app.charm}{channel}, {units}", app=app))
+        for unit in self.orphans:
+            owner = unit.split("/", 1)[0]
+            again = " and its unit added again, placed" if self.units.get(owner) else ""
+            out.append(RemoveUnit("remove", f"unit {unit}", "on no machine: left unassigned by a failed placement"
+                                  f" (Juju cannot assign an existing unit); removed{again}", application=owner,
+                                  unit=unit))
         for name, placements in sorted(self.units.items()):
             for p in placements:
                 where = f"in a new {p.container} container on {p.hostname}" if p.container else f"on {p.hostname}"
@@ -520,6 +539,10 @@ def diff(wanted: Wanted, current: Current, operator_key: str, recorded: Mapping[
                 f"deployed from {found.channel}, the bundle asks for {app.channel}: botlab does not"
                 f" refresh charms; run `juju refresh {app.name} --channel {app.channel}`, then `botlab up`"))
         assert status is not None  # `found` is in it
+        if not app.subordinate:
+            out.orphans.extend(sorted((u.name for u in status.units.values()
+                                       if u.application == app.name and not u.principal and not u.machine),
+                                      key=_unit_key))
         missing = _missing_units(app, status, ids)
         if missing:
             out.units[app.name] = missing
@@ -530,7 +553,8 @@ def diff(wanted: Wanted, current: Current, operator_key: str, recorded: Mapping[
                    if k not in have or option_text(have[k]) != option_text(v)}
         if changed:
             out.config[app.name] = changed
-        if not missing and not changed and not (app.expose and not found.exposed):
+        if not missing and not changed and not (app.expose and not found.exposed) and not any(
+                u.split("/", 1)[0] == app.name for u in out.orphans):
             units = len(app.placements)
             out.in_place.append(Change("ok", f"application {app.name}",
                                        f"{units} unit(s), options as in the bundle" if units

@@ -101,7 +101,7 @@ def start_lab(tmp: Path, *, machines: int = 5, gpus: int = 2, unenlisted: int = 
     doc["timings"]["testing_s"] = 0.1
     if faults:
         doc["faults"] = faults
-    info = control.start(tmp / "lab", doc, name=name)
+    info = control.start(tmp / "lab", doc, name=name, hosts=False)  # enlist never deploys: no SSH hosts
     return VirtualLab(tmp, info)
 
 
@@ -190,6 +190,43 @@ def test_commissioning_that_keeps_failing_stops_the_stage_naming_the_machine(lab
     assert calls["node-05 commission"] == 2
     assert lab.botlab("up", "enlist") == 1
     assert "Fix the cause, then run `botlab up` again: it resumes at 'enlist'." in lab.stdout
+
+
+def test_a_machine_that_fails_testing_is_tested_again_as_maas_3_4_allows(lab: VirtualLab) -> None:
+    """MAAS 3.4 commissions only New, Failed commissioning, Ready or Broken machines
+    (canonical/maas 3.4.2 src/maasserver/node_action.py, Commission.actionable_statuses) and
+    lets only a machine's owner mark it broken (src/maasserver/api/machines.py, mark_broken),
+    so enlist retries Failed testing with `op=test` (Test.actionable_statuses includes it;
+    passed tests return it to Ready: src/metadataserver/api.py, _process_testing)."""
+    lab.inject(kind="fail", stage="testing", machines=["node-05"], count=1, message="memtest: 3 bad pages")
+    # node-05 is unknown to MAAS: botlab creates it, MAAS commissions then tests it, the tests
+    # fail once. Commissioning it again (what enlist used to do) is a 400 on MAAS and the lab.
+    mark = lab.last_seq()
+    doc = lab.json("up", "enlist")
+    assert doc["_code"] == 0, doc
+    machines = lab.machines()
+    assert machines["node-05"]["status_name"] == "Ready"
+    calls = requests_by_host(lab.events(mark), machines)
+    assert calls["node-05 commission"] == 0 and calls["node-05 test"] == 1
+    refused = [e for e in lab.events(mark) if e.get("kind") == "request" and (e.get("status") or 0) >= 400]
+    assert refused == []
+    transitions = [(e["old"], e["new"]) for e in lab.events(mark)
+                   if e.get("kind") == "transition" and e.get("hostname") == "node-05"]
+    assert ("Testing", "Failed testing") in transitions and ("Failed testing", "Testing") in transitions
+    assert transitions[-1] == ("Testing", "Ready")
+
+
+def test_testing_that_keeps_failing_stops_within_the_retry_bound(lab: VirtualLab) -> None:
+    lab.inject(kind="fail", stage="testing", machines=["node-05"], count=None, message="memtest: 3 bad pages")
+    doc = lab.json("up", "enlist")
+    assert doc["_code"] == 1
+    error = doc["stages"][0]["error"]
+    assert "node-05" in error and "Failed testing" in error and "3 bad pages" in error
+    calls = requests_by_host(lab.events(), lab.machines())
+    # Created (MAAS commissions and tests it), then tested again twice: 1 + the two retries
+    # maas.commission_retries allows by default, never commissioned from Failed testing.
+    assert (calls["node-05 commission"], calls["node-05 test"]) == (0, 2)
+    assert lab.machines()["node-05"]["status_name"] == "Failed testing"
 
 
 def test_a_hardware_mismatch_names_the_host_and_both_values(lab: VirtualLab) -> None:

@@ -270,7 +270,9 @@ def test_annotations_on_the_model(juju: JujuEmulator) -> None:
             await facade.Set(annotations=[{"entity": tag, "annotations": {"botlab/stage": "kubernetes"}}])
             got = await facade.Get(entities=[{"tag": tag}])
             assert got.results[0].annotations == {"botlab/stage": "kubernetes"}
-            with pytest.raises(JujuError, match='application "nope" not found'):
+            # Juju's annotations facade turns NotFound into ErrPerm, annotated
+            # (juju/juju apiserver/facades/client/annotations; tests/lab/test_fidelity_juju.py)
+            with pytest.raises(JujuError, match='while setting annotations to "application-nope": permission denied'):
                 await facade.Set(annotations=[{"entity": "application-nope", "annotations": {"a": "b"}}])
         finally:
             await model.disconnect()

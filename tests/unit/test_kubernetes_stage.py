@@ -56,6 +56,8 @@ class FakeJuju:
         self.failing: dict[str, str] = {}
         self.resolved: list[str] = []
         self.destroyed: list[str] = []
+        self.machine_state: dict[str, tuple[str, str]] = {}  # hostname -> (instance-status, message)
+        self._seq: dict[str, int] = {}  # application -> its last unit number
         self._subs: dict[tuple[str, str], str] = {}
         self._next = {"machine": 0}
 
@@ -137,8 +139,10 @@ class FakeJuju:
             mid = str(self._next["machine"])
             self._next["machine"] += 1
             host = constraint_values(req.constraints, "tags")[0].split("-pin-")[1]
+            instance, message = self.machine_state.get(host, ("running", ""))
             self.status_.machines[mid] = JujuMachine(mid, constraints=req.constraints, hostname=host,
-                                                     instance_status="running", agent_status="started")
+                                                     instance_status=instance, instance_message=message,
+                                                     agent_status="started" if instance == "running" else "pending")
             out.append(AddedMachine(mid))
         return out
 
@@ -158,7 +162,10 @@ class FakeJuju:
         self.calls.append(f"add_units {application} {list(placements)}")
         names = []
         for p in placements:
-            n = len([u for u in self.status_.units if u.startswith(application + "/")])
+            # Juju never reuses a unit number: the next after the highest ever given
+            n = max([self._seq.get(application, -1)] + [int(u.split("/")[1]) for u in self.status_.units
+                                                        if u.startswith(application + "/")]) + 1
+            self._seq[application] = n
             name = f"{application}/{n}"
             mid = p
             if p.startswith("lxd:"):
@@ -168,6 +175,12 @@ class FakeJuju:
                                                 leader=n == 0)
             names.append(name)
         return names
+
+    async def remove_units(self, units: Sequence[str]) -> None:
+        assert self.status_ is not None
+        self.calls.append(f"remove_units {list(units)}")
+        for unit in units:
+            self.status_.units.pop(unit, None)
 
     async def relate(self, first: str, second: str) -> None:
         assert self.status_ is not None
@@ -394,3 +407,88 @@ def test_pin_tags_are_read_from_enlists_record_through_the_context(lab: Lab) -> 
     adds = [c.reason for c in plan.todo if c.action == "add" and c.target.startswith("machine ")]
     assert adds == ["bundle machine 0; constraints tags=site-tag-cp-01", "bundle machine 1; constraints"
                     " tags=site-tag-gpu-01", "no Kubernetes role: for its OS; constraints tags=site-tag-nfs-01"]
+
+
+def test_a_unit_left_on_no_machine_by_a_failed_placement_is_removed_and_its_unit_added_again(lab: Lab) -> None:
+    """Juju adds a unit before placing it (AddUnits), so a failed placement leaves it in the
+    model, unassigned; Juju's client API cannot assign it, so the next run removes it and adds
+    the bundle's unit again: never two units where the bundle wants one."""
+    lab.apply()
+    st = lab.juju.status_
+    assert st is not None
+    del st.units["kubernetes-worker-gpu/0"]
+    st.units["kubernetes-worker-gpu/1"] = JujuUnit("kubernetes-worker-gpu/1", "kubernetes-worker-gpu", "",
+                                                   "waiting", "waiting for machine", "allocating")
+    lab.juju._seq["kubernetes-worker-gpu"] = 1  # as Juju's AddUnits numbered it
+    lab.juju.calls.clear()
+
+    async def planned() -> list[Any]:
+        return (await lab.stage.plan(lab.ctx())).todo
+
+    todo = asyncio.run(planned())
+    shown = [(c.action, c.target) for c in todo]
+    assert ("remove", "unit kubernetes-worker-gpu/1") in shown
+    assert ("add", "unit kubernetes-worker-gpu on gpu-01") in shown
+    removal = next(c for c in todo if c.action == "remove")
+    assert type(removal).__name__ == "RemoveUnit" and "failed placement" in removal.reason
+    assert "added again" in removal.reason
+    outputs = lab.apply()
+    assert lab.juju.calls.index("remove_units ['kubernetes-worker-gpu/1']") < lab.juju.calls.index(
+        "add_units kubernetes-worker-gpu ['1']")
+    units = [u for u in st.units.values() if u.application == "kubernetes-worker-gpu"]
+    assert [(u.name, u.machine) for u in units] == [("kubernetes-worker-gpu/2", "1")]
+    assert outputs.hosts["gpu-01"].units == ("kubernetes-worker-gpu/2",)
+
+
+RETRYING = ("failed to start machine 1 (failed to acquire node: No available machine matches constraints: "
+            "[('tags', ['demo-pin-gpu-01'])]), retrying in 10s (9 more attempts)")
+
+
+def test_while_juju_retries_an_allocation_the_wait_shows_it_pending_with_juju_s_message(lab: Lab) -> None:
+    lab.juju.machine_state["gpu-01"] = ("provisioning", RETRYING)
+    with pytest.raises(StageError) as caught:
+        lab.apply()
+    text = str(caught.value)
+    assert "timed out after 1s waiting for:" in text  # not a failure while Juju retries
+    assert f"gpu-01 (machine 1: provisioning: {RETRYING})" in text
+    assert lab.reporter.rows["gpu-01"] == ("provisioning", f"machine 1: {RETRYING}")
+
+
+def test_once_juju_gives_up_an_allocation_the_wait_fails_naming_the_machine_and_maas_reason(lab: Lab) -> None:
+    reason = "failed to acquire node: No available machine matches constraints: [('tags', ['demo-pin-gpu-01'])]"
+    lab.juju.machine_state["gpu-01"] = ("provisioning error", reason)
+    with pytest.raises(StageError) as caught:
+        lab.apply()
+    text = str(caught.value)
+    assert f"gpu-01 (Juju machine 1): provisioning error: {reason}" in text
+    assert "timed out" not in text and "juju remove-machine" in text
+
+
+def test_the_watcher_view_reads_base_and_never_series() -> None:
+    """Juju 3.x AllWatcher deltas for machines and units carry `base` and no `series`
+    (libjuju's `machine.series` raises KeyError there: python-libjuju#958)."""
+    from types import SimpleNamespace
+
+    from botlab.drivers.juju import status_from_watcher
+
+    class Strict(dict[str, Any]):
+        def __getitem__(self, key: str) -> Any:
+            assert key != "series", "botlab read `series`"
+            return super().__getitem__(key)
+
+        def get(self, key: str, default: Any = None) -> Any:
+            assert key != "series", "botlab read `series`"
+            return super().get(key, default)
+
+    machine = Strict({"id": "0", "base": "ubuntu@22.04", "hostname": "cp-01", "instance-id": "abc",
+                      "instance-status": {"current": "running", "message": "Deployed"},
+                      "agent-status": {"current": "started", "message": ""},
+                      "addresses": [{"value": "10.0.0.5", "scope": "local-cloud"}]})
+    unit = Strict({"name": "etcd/0", "application": "etcd", "base": "ubuntu@22.04", "machine-id": "0",
+                   "workload-status": {"current": "active", "message": "Ready"},
+                   "agent-status": {"current": "idle", "message": ""}, "principal": ""})
+    model = SimpleNamespace(machines={"0": SimpleNamespace(safe_data=machine)}, applications={},
+                            units={"etcd/0": SimpleNamespace(safe_data=unit)}, relations=[])
+    status = status_from_watcher("m", "uuid", model)
+    assert status.machines["0"].base == "ubuntu@22.04" and status.machines["0"].address == "10.0.0.5"
+    assert status.units["etcd/0"].machine == "0"

@@ -46,6 +46,21 @@ def state_blobs(lab: Lab) -> list[bytes]:
     return [p.read_bytes() for p in (lab.inventory.parent / ".botlab").rglob("*") if p.is_file()]
 
 
+def state_texts(lab: Lab) -> list[str]:
+    """Every text value the store holds and every log line: the state folder's text, not its
+    binary pages (where any byte, 0x1b included, may occur in a number or a page header)."""
+    import sqlite3
+
+    state = lab.inventory.parent / ".botlab"
+    db = sqlite3.connect(f"file:{state / 'state.db'}?mode=ro", uri=True)
+    try:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        texts = [v for t in tables for row in db.execute(f"SELECT * FROM {t}") for v in row if isinstance(v, str)]
+    finally:
+        db.close()
+    return texts + [p.read_text() for p in (state / "logs").glob("*.log")]
+
+
 def assert_clean(text: str) -> None:
     """No raw control character but line breaks, and no forged line."""
     assert "\x1b" not in text and "\r" not in text, repr(text)
@@ -183,4 +198,6 @@ def test_hostile_text_from_a_stage_reaches_no_terminal_raw(lab: Lab) -> None:
     assert lab.run("status", "-o", "json") == 0
     error = json.loads(lab.stdout)["stages"][1]["error"]
     assert "\x1b" not in lab.stdout and "\\x1b[31mboom" in error  # escaped before it was stored
-    assert not any(b"\x1b" in b for b in state_blobs(lab))
+    texts = state_texts(lab)
+    assert any("\\x1b[31mboom" in t for t in texts)  # the message was stored, escaped
+    assert not any("\x1b" in t for t in texts)

@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 from botlab.lab.juju import catalogue, errors
 from botlab.lab.juju.appstate import ZERO_TIME, Action, Operation, Unit, World, log_event, world_of
 from botlab.lab.juju.catalogue import ActionFailed, ActionRun
-from botlab.lab.juju.errors import bulk
+from botlab.lab.juju.errors import JujuApiError, bulk
 from botlab.lab.juju.facades import CallContext, facade_method
 from botlab.lab.juju.state import ModelState, iso_time
 
@@ -112,7 +112,8 @@ async def enqueue_operation(ctx: CallContext, params: dict[str, Any]) -> dict[st
         unit = _receiver(w, str(item.get("receiver") or ""))
         spec = unit.app.charm.actions.get(name)
         if spec is None:
-            raise errors.not_found(f'action "{name}" not defined on unit "{unit.name}"')
+            # state.Unit.prepareActionPayload: errors.Errorf, no error code (Juju 3.6)
+            raise JujuApiError(f'action "{name}" not defined on unit "{unit.name}"')
         values = _validate(spec, dict(item.get("parameters") or {}))
         action = Action(w.next_id(), operation.id, unit.name, name, values)
         w.actions[action.id] = action

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botlab.lab.juju import errors
-from botlab.lab.juju.catalogue import Charm, Endpoint, base_series
+from botlab.lab.juju.catalogue import Charm, Endpoint
 from botlab.lab.juju.state import ControllerState, ModelState, iso_time
 
 APP_TAG = "application-"
@@ -316,8 +316,7 @@ class World:
         self.model.put_entity("unit", {
             "name": unit.name,
             "application": unit.app.name,
-            "base": unit.app.base,
-            "series": base_series(unit.app.base),
+            "base": unit.app.base,  # Juju 3.x UnitInfo: `base`, no `series` (python-libjuju#958)
             "charm-url": unit.app.charm_url,
             "life": unit.life,
             "public-address": unit.public_address,

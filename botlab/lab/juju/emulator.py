@@ -20,6 +20,8 @@ Settings come from the lab spec's `juju:` section (all optional)::
       password: null             # null: a random one (written to accounts.yaml)
       version: 3.6.1             # what the controller reports (major version must be 3)
       destroy_s: 0.2             # how long destroying a model takes after its hooks ran
+      provisioner_retries: 10    # a failed machine start is retried this often (Juju: 10)
+      provisioner_retry_s: 10    # ... this many seconds apart (Juju: 10s)
       default_model: true        # create "default" as juju bootstrap does
       faults: []                 # see faults.py
 """
@@ -55,7 +57,7 @@ from botlab.lab.thread import ServerThread, Site, StartStop
 T = TypeVar("T")
 
 _SETTINGS = ("controller", "cloud", "user", "password", "version", "destroy_s", "default_model", "faults",
-             "charms")
+             "charms", "provisioner_retries", "provisioner_retry_s")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class JujuSettings:
     password: str | None = None
     version: str = "3.6.1"
     destroy_s: float = 0.2
+    provisioner_retries: int = 10  # worker/provisioner retryStrategyCount (Juju 3.6)
+    provisioner_retry_s: float = 10.0  # worker/provisioner retryStrategyDelay (Juju 3.6)
     default_model: bool = True
     faults: tuple[JujuFault, ...] = field(default_factory=tuple)
 
@@ -96,6 +100,16 @@ def juju_settings(spec: LabSpec) -> JujuSettings:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ValueError("juju.destroy_s: must be a number of seconds >= 0")
         out["destroy_s"] = float(value)
+    if "provisioner_retry_s" in raw:
+        value = raw["provisioner_retry_s"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError("juju.provisioner_retry_s: must be a number of seconds >= 0")
+        out["provisioner_retry_s"] = float(value)
+    if "provisioner_retries" in raw:
+        value = raw["provisioner_retries"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("juju.provisioner_retries: must be an integer >= 0")
+        out["provisioner_retries"] = value
     if "default_model" in raw:
         if not isinstance(raw["default_model"], bool):
             raise ValueError("juju.default_model: must be true or false")
@@ -162,6 +176,8 @@ class JujuEmulator(StartStop):
             maas_url=maas_url, maas_api_key=maas_api_key, events=self._events, destroy_s=settings.destroy_s,
         )
         state.model_defaults = dict(model_defaults or {})
+        state.provisioner_retries = settings.provisioner_retries
+        state.provisioner_retry_s = settings.provisioner_retry_s
         state.ca_cert = self.certs.ca_cert
         state.system_key = _system_key()
         state.destroy_hooks = self.registry.destroy_hooks  # shared: hooks registered later count too

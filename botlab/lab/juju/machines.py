@@ -10,9 +10,13 @@ authorized SSH keys) and polls it until MAAS says Deployed: instance-status "run
 instance-id = the MAAS system_id, addresses from MAAS's `ip_addresses`,
 hardware-characteristics from cpu_count/memory/architecture/tag_names/zone, and then
 agent-status "started" with an ed25519 SSH host key made for the machine. A node MAAS
-cannot find (409 "No available machine matches constraints ...") or a deployment that ends
-in "Failed deployment" (e.g. the MAAS emulator's `fail`/`deployment` fault) leaves the
-machine with instance-status "provisioning error" and MAAS's message, as Juju shows it.
+cannot find (409 "No available machine matches constraints ...") is retried as Juju's
+provisioner retries a failed start (instance-status "provisioning", "failed to start machine
+N (...), retrying in 10s (K more attempts)"; count and delay: the spec's
+juju.provisioner_retries / provisioner_retry_s, Juju's 10 and 10 s by default); once the
+retries are spent, or when a deployment ends in "Failed deployment" (e.g. the MAAS
+emulator's `fail`/`deployment` fault), the machine has instance-status "provisioning error"
+and MAAS's message, as Juju shows it. Deltas carry `base` and no `series`, as Juju 3.x's.
 
 LXD containers ("0/lxd/0") make no MAAS call: they start once their host has started and
 get an address from the top of the lab network (MAAS hands addresses out from the bottom).
@@ -169,6 +173,22 @@ SERIES = {"18.04": "bionic", "20.04": "focal", "22.04": "jammy", "24.04": "noble
 MAAS_ATTEMPTS = 3  # per MAAS call, while MAAS answers 5xx or cannot be reached
 MAAS_RETRY_S = 0.2
 REMOVAL_WAIT_S = 30.0  # how long a removal waits for the provisioning task to notice
+# Juju's provisioner retries a failed StartInstance retryStrategyCount (10) times,
+# retryStrategyDelay (10s) apart (juju/juju worker/provisioner/provisioner.go, 3.6); the lab
+# spec's juju.provisioner_retries / juju.provisioner_retry_s set them (ControllerState).
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go's time.Duration prints it ("10s", "1.5s", "500ms", "0s")."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        ms = seconds * 1000
+        return f"{ms:g}ms"
+    minutes, rest = divmod(seconds, 60)
+    if minutes:
+        return f"{int(minutes)}m{rest:g}s"
+    return f"{seconds:g}s"
 
 
 def poll_interval(controller: ControllerState) -> float:
@@ -297,8 +317,7 @@ def _delta(model: ModelState, rec: MachineRecord) -> dict[str, Any]:
         "agent-status": rec.agent.info(),
         "instance-status": rec.instance.info(),
         "life": rec.life,
-        "base": rec.base,
-        "series": rec.series,  # libjuju's Machine.series reads it
+        "base": rec.base,  # Juju 3.x MachineInfo has `base` and no `series` (python-libjuju#958)
         "container-type": rec.container_type,
         "is-manual": False,
         "supported-containers": list(SUPPORTED_CONTAINERS) if known and host else [],
@@ -576,12 +595,28 @@ async def _provision_node(controller: ControllerState, model: ModelState, rec: M
     _publish(model, rec)
     node: dict[str, Any] | None = None
     problem: MaasError | None = None
-    for form in _allocate_attempts(model, rec):
-        try:
-            node = await client.allocate(form)
+    retries, delay = controller.provisioner_retries, controller.provisioner_retry_s
+    attempts_left = retries
+    while True:  # Juju's provisionerTask.doStartMachine: StartInstance, retried
+        for form in _allocate_attempts(model, rec):
+            try:
+                node = await client.allocate(form)
+                break
+            except MaasError as exc:
+                problem = exc
+        if node is not None or rec.doomed or attempts_left <= 0:
             break
-        except MaasError as exc:
-            problem = exc
+        assert problem is not None
+        message = (f"failed to start machine {rec.id} (failed to acquire node: {problem.message}), "
+                   f"retrying in {go_duration(delay)} ({attempts_left} more attempts)")
+        attempts_left -= 1
+        rec.instance.set("provisioning", message)
+        _publish(model, rec)
+        _record_event(controller, model, "machine-start-retry", machine=rec.id, message=message,
+                      attempts_left=attempts_left)
+        await asyncio.sleep(delay)
+        if rec.doomed:
+            return
     if rec.doomed and node is not None:
         rec.instance_id = str(node.get("system_id") or "")  # the removal releases it
     if rec.doomed:

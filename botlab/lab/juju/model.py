@@ -295,10 +295,11 @@ async def delete_keys(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any
 # --- Annotations -------------------------------------------------------------------------------
 
 
-def _annotated(model: ModelState, tag: str) -> None:
+def _annotated(model: ModelState, tag: str, doing: str) -> None:
+    """Juju's annotations facade answers a missing entity with ErrPerm, annotated
+    `while <doing> annotations to "<tag>"` (apiserver/facades/client/annotations)."""
     if not model.has_tag(tag):
-        kind, _, name = tag.partition("-")
-        raise errors.not_found(f'{kind or "entity"} "{name or tag}" not found')
+        raise JujuApiError(f'while {doing} annotations to "{tag}": permission denied', errors.CODE_UNAUTHORIZED)
 
 
 @facade_method("Annotations", 2, "Get")
@@ -306,7 +307,7 @@ async def annotations_get(ctx: CallContext, params: dict[str, Any]) -> dict[str,
     model = ctx.model
 
     def one(tag: str) -> dict[str, Any]:
-        _annotated(model, tag)
+        _annotated(model, tag, "getting")
         return {"entity": tag, "annotations": dict(model.annotations.get(tag, {}))}
 
     return bulk(entities(params), one, lambda tag, error: {"entity": tag, "annotations": {}, "error": {"error": error}})
@@ -318,7 +319,7 @@ async def annotations_set(ctx: CallContext, params: dict[str, Any]) -> dict[str,
 
     def one(item: Any) -> dict[str, Any]:
         tag = str((item or {}).get("entity") or "")
-        _annotated(model, tag)
+        _annotated(model, tag, "setting")
         current = model.annotations.setdefault(tag, {})
         for key, value in ((item or {}).get("annotations") or {}).items():
             if "." in str(key):

@@ -33,7 +33,8 @@ def _candidates(app: App, endpoint: str) -> list[Endpoint]:
     if endpoint:
         eps = [e for e in eps if e.name == endpoint]
         if not eps:
-            raise errors.not_found(f'application "{app.name}" has no "{endpoint}" relation')
+            # state.Application.Endpoint: errors.Errorf, no error code (Juju 3.6)
+            raise JujuApiError(f'application "{app.name}" has no "{endpoint}" relation')
     return eps
 
 
@@ -77,7 +78,8 @@ def add_relation(w: World, endpoints: list[tuple[str, Endpoint]]) -> Relation:
     key = " ".join(f"{app}:{ep.name}" for app, ep in endpoints)
     for rel in w.relations.values():
         if rel.key == key and rel.life == "alive":
-            raise errors.already_exists(f"relation {key} already exists")
+            # state.AddRelation: AlreadyExistsf("relation %v") under "cannot add relation %q"
+            raise errors.already_exists(f'cannot add relation "{key}": relation {key} already exists')
     rel = Relation(w.next_relation, endpoints)
     w.next_relation += 1
     w.relations[rel.id] = rel

@@ -463,6 +463,9 @@ class ControllerState:
         self.maas_api_key = maas_api_key
         self.events = events
         self.destroy_s = destroy_s
+        # Juju's provisioner retry strategy (see machines.START_RETRIES); the spec's juju section.
+        self.provisioner_retries = 10
+        self.provisioner_retry_s = 10.0
         self.clouds: dict[str, Cloud] = {cloud.name: cloud}
         self.default_cloud = cloud.name
         self.credentials: dict[tuple[str, str, str], Credential] = {}

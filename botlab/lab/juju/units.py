@@ -2,6 +2,10 @@
 faults, and the Application facade's unit calls (AddUnits, DestroyUnit, ResolveUnitErrors,
 UnitsInfo, Leader).
 
+AddUnits adds each unit first and then places it, as Juju does: a placement that fails
+leaves the unit in the model on no machine ("waiting for machine") and answers `acquiring
+machine to host unit "x/N": <why>` with the cause's code.
+
 A unit agent runs as a task on the emulator's loop, as jujud does on the machine:
 
 1. allocating: agent "allocating", workload waiting "waiting for machine" until its machine
@@ -247,8 +251,18 @@ async def add_units(ctx: CallContext, w: World, app: App, count: int,
     wanted = list(placements)
     out = []
     for i in range(count):
-        machine_id = await place(ctx, w, app, wanted[i] if i < len(wanted) else None)
-        out.append(new_unit(w, app, machine_id=machine_id))
+        # Juju's addUnits (apiserver/facades/client/application): the unit is added first,
+        # then assigned; a placement that fails leaves it in the model, unassigned.
+        unit = new_unit(w, app)
+        out.append(unit)
+        try:
+            unit.machine_id = await place(ctx, w, app, wanted[i] if i < len(wanted) else None)
+        except JujuApiError as exc:
+            w.event("unit-unassigned", unit=unit.name, error=exc.message)
+            raise JujuApiError(f'acquiring machine to host unit "{unit.name}": {exc.message}', exc.code,
+                               exc.info) from None
+        w.publish_unit(unit)
+        unit.poke()
     return out
 
 
@@ -308,6 +322,11 @@ async def _allocate(w: World, unit: Unit) -> bool:
             await _wait(unit, catalogue.timings(w.controller).update_status_s or 1.0)
         return False
     while unit.life == "alive":
+        if not unit.machine_id:  # not assigned (yet, or its placement failed): no agent runs
+            if unit.workload.set("waiting", "waiting for machine"):
+                _publish(w, unit)
+            await _wait(unit, None)
+            continue
         try:
             await machines.wait_started(w.model, unit.machine_id)
         except machines.MachineFailed as exc:

@@ -202,26 +202,27 @@ def delete_machine(c: Call) -> Any:
     return _deleted()
 
 
-def _machine_op(name: str, action: Callable[[MaasModel, Machine, Params], Machine]) -> None:
+def _machine_op(name: str, action: Callable[[MaasModel, Machine, Params, str], Machine]) -> None:
     def run(c: Call) -> Any:
-        return render.machine(c.model, action(c.model, c.machine(), c.params))
+        return render.machine(c.model, action(c.model, c.machine(), c.params, c.user))
 
     run.__name__ = name
     route("MachineHandler", "POST", name)(run)
 
 
-_machine_op("commission", lambda model, m, p: model.commission(m, p))
-_machine_op("test", lambda model, m, p: model.test(m, p))
-_machine_op("release", lambda model, m, p: model.release(m, p))
-_machine_op("abort", lambda model, m, p: model.abort(m, p))
-_machine_op("mark_broken", lambda model, m, p: model.mark_broken(m, p))
-_machine_op("mark_fixed", lambda model, m, p: model.mark_fixed(m, p))
-_machine_op("set_owner_data", lambda model, m, p: model.set_owner_data(m, p))
-_machine_op("set_workload_annotations", lambda model, m, p: model.set_owner_data(m, p))
-_machine_op("power_on", lambda model, m, p: model.power(m, True))
-_machine_op("power_off", lambda model, m, p: model.power(m, False))
-_machine_op("lock", lambda model, m, p: model.lock(m, True))
-_machine_op("unlock", lambda model, m, p: model.lock(m, False))
+_machine_op("commission", lambda model, m, p, user: model.commission(m, p))
+_machine_op("test", lambda model, m, p, user: model.test(m, p))
+_machine_op("override_failed_testing", lambda model, m, p, user: model.override_failed_testing(m, p))
+_machine_op("release", lambda model, m, p, user: model.release(m, p))
+_machine_op("abort", lambda model, m, p, user: model.abort(m, p))
+_machine_op("mark_broken", lambda model, m, p, user: model.mark_broken(m, p, user))
+_machine_op("mark_fixed", lambda model, m, p, user: model.mark_fixed(m, p))
+_machine_op("set_owner_data", lambda model, m, p, user: model.set_owner_data(m, p, user))
+_machine_op("set_workload_annotations", lambda model, m, p, user: model.set_owner_data(m, p, user))
+_machine_op("power_on", lambda model, m, p, user: model.power(m, True))
+_machine_op("power_off", lambda model, m, p, user: model.power(m, False))
+_machine_op("lock", lambda model, m, p, user: model.lock(m, True))
+_machine_op("unlock", lambda model, m, p, user: model.lock(m, False))
 
 
 @route("MachineHandler", "POST", "deploy")

@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from botlab.lab.maas import constraints
 from botlab.lab.maas.errors import (
     ApiError,
     bad_request,
     conflict,
+    forbidden,
     invalid,
     not_found,
     not_implemented,
@@ -26,7 +28,14 @@ from botlab.lab.maas.faults import FaultBook
 from botlab.lab.maas.forms import Params
 from botlab.lab.maas.hostbackend import BootRequest, HostBackend
 from botlab.lab.maas.oauth import ApiKey
-from botlab.lab.maas.status import COMMISSIONABLE, POWERED_ON, RELEASABLE, Status
+from botlab.lab.maas.status import (
+    COMMISSIONABLE,
+    POWERED_ON,
+    RELEASABLE,
+    TESTABLE,
+    TESTING_RESETS_TO_READY,
+    Status,
+)
 from botlab.lab.openssh import KEY_TYPES
 from botlab.lab.spec import MAC_RE, LabSpec, MachineSpec
 
@@ -57,26 +66,17 @@ POWER_TYPES = (
     "raritan",
     "nova",
 )
-HWE_KERNELS = {"focal": "ga-20.04", "jammy": "ga-22.04", "noble": "ga-24.04"}
-TAG_NAME_RE = re.compile(r"^[\w-]+$")
+# The kernels the lab's synced Ubuntu images offer per series (amd64/generic), first the one
+# MAAS picks when none is asked for: the GA kernel, the HWE kernel and its edge flavour, as
+# the stable image streams carry them (noble's first HWE kernel came after MAAS 3.4).
+KERNELS = {
+    "focal": ("ga-20.04", "hwe-20.04", "hwe-20.04-edge"),
+    "jammy": ("ga-22.04", "hwe-22.04", "hwe-22.04-edge"),
+    "noble": ("ga-24.04",),
+}
+HWE_KERNELS = {series: kernels[0] for series, kernels in KERNELS.items()}
+TAG_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]+$")  # Tag._tag_name_regex
 HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
-# Allocation constraints the emulator cannot evaluate: asking for them is an error, not a no-op.
-UNSUPPORTED_CONSTRAINTS = (
-    "storage",
-    "interfaces",
-    "fabrics",
-    "not_fabrics",
-    "fabric_classes",
-    "not_fabric_classes",
-    "subnets",
-    "not_subnets",
-    "pod",
-    "not_pod",
-    "pod_type",
-    "not_pod_type",
-    "devices",
-    "link_speed",
-)
 _ID_ALPHABET = "abcdefghkmnpqrstwxy345678"
 _ADJECTIVES = (
     "able",
@@ -228,6 +228,13 @@ class Machine:
     timer: Cancellable | None = None
     skip_testing: bool = False
     erasing: bool = False
+    # Deploy options MAAS records on the machine (install_kvm and register_vmhost are not shown
+    # in its JSON; ephemeral_deploy and enable_hw_sync are).
+    testing_after_commissioning: bool = False  # the tests commissioning runs (previous: Commissioning)
+    install_kvm: bool = False
+    register_vmhost: bool = False
+    ephemeral_deploy: bool = False
+    enable_hw_sync: bool = False
     boot_seq: int = 0  # counts host boots, so an answer for an older boot is ignored
 
     @property
@@ -251,6 +258,11 @@ class Machine:
         if self.memory_override is not None:
             return self.memory_override
         return self.hardware.memory_mib if self.commissioned and self.hardware else 0
+
+    @property
+    def cpu_speed(self) -> int:
+        """MHz, as commissioning reads it (the lab's CPUs all run at 2 GHz)."""
+        return 2000 if self.commissioned else 0
 
     @property
     def ip_addresses(self) -> list[str]:
@@ -401,46 +413,9 @@ class MaasModel:
         return None
 
     def list_machines(self, params: Params) -> list[Machine]:
-        macs = [m.lower() for m in params.getlist("mac_address")]
-        bad = [m for m in macs if not MAC_RE.match(m)]
-        if bad:
-            raise bad_request("Invalid MAC address(es): " + ", ".join(bad))
-        hostnames = {h.split(".", 1)[0] for h in params.getlist("hostname")}
-        ids = set(params.getlist("id") + params.getlist("system_id"))
-        statuses = set()
-        for text in params.getlist("status"):
-            try:
-                statuses.add(Status.parse(text))
-            except ValueError:
-                raise invalid("status", f"'{text}' is not a valid status.") from None
-        tags = params.split_list("tags")
-        not_tags = params.split_list("not_tags")
-        out = []
-        for m in self.machines.values():
-            if hostnames and m.hostname not in hostnames:
-                continue
-            if ids and m.system_id not in ids:
-                continue
-            if macs and not set(macs) & set(m.macs):
-                continue
-            if statuses and m.status not in statuses:
-                continue
-            if not _matches(params.getlist("zone"), m.zone):
-                continue
-            if not _matches(params.getlist("pool"), m.pool):
-                continue
-            if not _matches(params.getlist("domain"), self.spec.maas.domain):
-                continue
-            if not _matches(params.getlist("owner"), m.owner or ""):
-                continue
-            if not _matches(params.getlist("agent_name"), m.agent_name):
-                continue
-            if not _arch_matches(params.getlist("arch"), m.architecture):
-                continue
-            if any(t not in m.tags for t in tags) or any(t in m.tags for t in not_tags):
-                continue
-            out.append(m)
-        return out
+        """`GET machines/` through ReadNodesForm: unknown filters are a 400."""
+        wanted = constraints.clean(self, params, constraints.READ_FIELDS)
+        return [m for m in self.machines.values() if constraints.matches(self, m, wanted)]
 
     def create_machine(self, params: Params, user: str) -> Machine:
         if params.flag("deployed"):
@@ -537,7 +512,10 @@ class MaasModel:
             "transition", system_id=m.system_id, hostname=m.hostname, old=m.status.label, new=None, message="Deleted"
         )
 
-    def set_owner_data(self, m: Machine, params: Params) -> Machine:
+    def set_owner_data(self, m: Machine, params: Params, user: str) -> Machine:
+        """set_workload_annotations (api/nodes.py): only on a machine the caller owns."""
+        if m.owner != user:
+            raise conflict("Cannot set workload annotation: it hasn't been acquired.")
         for name in params.names():
             if name == "op":
                 continue
@@ -549,25 +527,33 @@ class MaasModel:
         return m
 
     def power(self, m: Machine, on: bool) -> Machine:
+        """power_on (PowerMixin, api/nodes.py) refuses a machine nobody has allocated."""
+        if on and m.owner is None:
+            raise conflict("Can't start node: it hasn't been allocated.")
         m.power_state = "on" if on else "off"
         return m
 
     def lock(self, m: Machine, locked: bool) -> Machine:
-        if locked and m.status != Status.DEPLOYED:
-            raise conflict(
-                "Machine cannot be locked in its current state "
-                f"('{m.status.label}'); only deployed machines can be locked."
-            )
+        """MachineHandler.lock/unlock (api/machines.py) and Node.lock (models/node.py)."""
+        if locked:
+            if m.locked:
+                raise conflict("Machine is already locked")
+            if m.status not in (Status.DEPLOYED, Status.DEPLOYING):
+                raise conflict("Can't lock, node is not deployed or deploying")
+        elif not m.locked:
+            raise conflict("Machine is not locked")
         m.locked = locked
         return m
 
     # --- life cycle -----------------------------------------------------------------------
 
     def commission(self, m: Machine, params: Params) -> Machine:
-        if m.status not in COMMISSIONABLE:
-            raise _state_violation(m, "commissioned")
-        self._check_unlocked(m)
+        """CommissionForm (forms/ephemeral.py): only where Commission.actionable_statuses allow
+        (node_action.py), else a form error for the whole form."""
+        if m.status not in COMMISSIONABLE or m.locked:
+            raise _not_available("Commission")
         self._cancel(m)
+        m.testing_after_commissioning = False
         testing = params.split_list("testing_scripts")
         m.skip_testing = testing == ["none"]
         m.previous_status = m.status
@@ -589,24 +575,40 @@ class MaasModel:
         if m.skip_testing:
             self._set_status(m, Status.READY, "Ready")
             return
+        m.testing_after_commissioning = True
         self._set_status(m, Status.TESTING, "Testing: running test scripts")
         self._schedule(m, "testing", self.spec.timings.testing_s, self._tested)
 
     def _tested(self, m: Machine) -> None:
-        back = m.previous_status
-        if back in (Status.DEPLOYED, Status.BROKEN):
-            self._set_status(m, back, back.label)
-        else:
-            self._set_status(m, Status.READY, "Ready")
+        """Where passed tests leave a machine (metadataserver/api.py, _process_testing)."""
+        back = Status.COMMISSIONING if m.testing_after_commissioning else m.previous_status
+        m.testing_after_commissioning = False
+        if back in TESTING_RESETS_TO_READY:
+            back = Status.READY
+        elif back == Status.FAILED_COMMISSIONING:
+            back = Status.NEW
+        self._set_status(m, back, back.label)
 
     def test(self, m: Machine, params: Params) -> Machine:
-        allowed = {Status.READY, Status.FAILED_TESTING, Status.DEPLOYED, Status.BROKEN}
-        if m.status not in allowed or not m.commissioned:
-            raise _state_violation(m, "tested")
+        """TestForm (forms/ephemeral.py) where Test.actionable_statuses allow (node_action.py)."""
+        if m.status not in TESTABLE or m.locked:
+            raise _not_available("Test")
+        if not m.commissioned:
+            raise not_implemented("POST machines/{system_id}/ op=test on a machine never commissioned")
         self._cancel(m)
         m.previous_status = m.status
+        m.testing_after_commissioning = False
         self._set_status(m, Status.TESTING, "Testing: running test scripts")
         self._schedule(m, "testing", self.spec.timings.testing_s, self._tested)
+        return m
+
+    def override_failed_testing(self, m: Machine, params: Params) -> Machine:
+        """Node.override_failed_testing (models/node.py): Failed testing to Ready (or Deployed,
+        if an OS is on it)."""
+        if m.status != Status.FAILED_TESTING:
+            raise conflict("Unable to override node status. Node is not in 'Failed testing' status.")
+        back = Status.DEPLOYED if m.osystem else Status.READY
+        self._set_status(m, back, params.get("comment") or f"Failed testing overridden: {back.label}")
         return m
 
     def accept(self, system_ids: Iterable[str]) -> list[Machine]:
@@ -623,74 +625,45 @@ class MaasModel:
         return accepted
 
     def allocate(self, params: Params, user: str) -> Machine:
-        asked = [c for c in UNSUPPORTED_CONSTRAINTS if params.getlist(c)]
-        if asked:
-            raise not_implemented("POST machines op=allocate with constraint(s) " + ", ".join(asked))
-        constraints: list[tuple[str, list[str]]] = []
-
-        def given(name: str, values: list[str]) -> list[str]:
-            if values:
-                constraints.append((name, values))
-            return values
-
-        names = given("name", [n.split(".", 1)[0] for n in params.getlist("name")])
-        system_ids = given("system_id", params.getlist("system_id"))
-        arches = given("arch", params.getlist("arch"))
-        cpus = given("cpu_count", params.getlist("cpu_count"))
-        mems = given("mem", params.getlist("mem"))
-        tags = given("tags", params.split_list("tags"))
-        not_tags = given("not_tags", params.split_list("not_tags"))
-        zones = given("zone", params.getlist("zone"))
-        not_zones = given("not_in_zone", params.split_list("not_in_zone"))
-        pools = given("pool", params.getlist("pool"))
-        not_pools = given("not_in_pool", params.split_list("not_in_pool"))
-        min_cpu = _number(cpus[-1], "cpu_count") if cpus else None
-        min_mem = _number(mems[-1], "mem") if mems else None
-        for tag in tags + not_tags:
-            if tag not in self.tags:
-                raise invalid("tags", f"No such tag(s): '{tag}'.")
-        for zone in zones + not_zones:
-            if zone not in self.zones:
-                raise invalid("zone", f"No such zone(s): {zone}.")
-        candidates = sorted(
-            (m for m in self.machines.values() if m.status == Status.READY and m.owner is None and not m.locked),
-            key=lambda m: m.hostname,
-        )
-        for m in candidates:
-            if names and m.hostname not in names:
-                continue
-            if system_ids and m.system_id not in system_ids:
-                continue
-            if not _arch_matches(arches, m.architecture):
-                continue
-            if min_cpu is not None and m.cpu_count < min_cpu:
-                continue
-            if min_mem is not None and m.memory < min_mem:
-                continue
-            if any(t not in m.tags for t in tags) or any(t in m.tags for t in not_tags):
-                continue
-            if (zones and m.zone not in zones) or m.zone in not_zones:
-                continue
-            if (pools and m.pool not in pools) or m.pool in not_pools:
-                continue
+        """`POST machines/?op=allocate` through AcquireNodeForm: the cheapest Ready machine
+        nobody owns that matches (reorder_nodes_by_cost; ties in creation order)."""
+        wanted = constraints.clean(self, params, constraints.ACQUIRE_FIELDS)
+        available = [m for m in self.machines.values() if m.status == Status.READY and m.owner is None]
+        found = [m for m in available if constraints.matches(self, m, wanted)]
+        if found:
+            m = min(found, key=constraints.cost)  # min() keeps the first of equal costs
             if not params.flag("dry_run"):
                 m.owner = user
                 m.agent_name = params.get("agent_name", "") or ""
                 self._set_status(m, Status.ALLOCATED, params.get("comment") or None)
             return m
-        if not constraints:
+        described = wanted.describe()
+        system_id = params.get("system_id")
+        if described == "":
             raise conflict("No machine available.")
-        resolved = " ".join(f"{name}={','.join(values)}" for name, values in constraints)
-        raise conflict(f'No available machine matches constraints: {constraints!r} (resolved to "{resolved}")')
+        if system_id is not None:
+            raise conflict(f"No machine with system ID {system_id} available.")
+        asked = [(name, params.getlist(name)) for name in params.names() if name != "op"]
+        raise conflict(f'No available machine matches constraints: {asked!s} (resolved to "{described}")')
 
     def deploy(self, m: Machine, params: Params, user: str) -> Machine:
-        self._check_unlocked(m)
+        """MachineHandler.deploy (api/machines.py): options first, a Ready machine is acquired,
+        then only a machine whose next status may be Deploying (NODE_TRANSITIONS) deploys;
+        the machine form checks series and kernel; then power_on."""
+        install_kvm = _bool_option(params, "install_kvm")
+        register_vmhost = _bool_option(params, "register_vmhost")
+        ephemeral = _bool_option(params, "ephemeral_deploy")
+        hw_sync = _bool_option(params, "enable_hw_sync")
+        if (install_kvm or register_vmhost) and m.ephemeral_deploy:
+            raise bad_request("Cannot deploy as a VM host for ephemeral deployments.")
         if m.status == Status.READY:
-            # MAAS allocates a Ready machine to the caller on deploy.
+            if m.owner is not None and m.owner != user:
+                raise conflict("Can't allocate a machine belonging to another user.")
             m.owner = user
-            self._set_status(m, Status.ALLOCATED, None)
-        elif m.status not in (Status.ALLOCATED, Status.FAILED_DEPLOYMENT):
-            raise _state_violation(m, "deployed")
+            m.agent_name = params.get("agent_name", "") or ""
+            self._set_status(m, Status.ALLOCATED, params.get("comment") or None)
+        if m.status != Status.ALLOCATED:
+            raise conflict(f"Can't deploy a machine that is in the '{m.status.label}' state")
         series = params.get("distro_series") or self.config["default_distro_series"]
         if series not in self.spec.maas.distro_series:
             raise invalid(
@@ -699,6 +672,7 @@ class MaasModel:
                 + ", ".join(repr(s) for s in self.spec.maas.distro_series)
                 + ".",
             )
+        kernel = self._working_kernel(m, series, params.get("hwe_kernel"))
         user_data = params.get("user_data")
         if user_data:
             try:
@@ -709,13 +683,27 @@ class MaasModel:
             m.user_data = None
         m.osystem = "ubuntu"
         m.distro_series = series
-        m.hwe_kernel = params.get("hwe_kernel") or HWE_KERNELS.get(series)
+        m.hwe_kernel = kernel
+        m.install_kvm, m.register_vmhost = install_kvm, register_vmhost
+        m.ephemeral_deploy, m.enable_hw_sync = ephemeral, hw_sync
         if params.get("agent_name"):
             m.agent_name = params.get("agent_name") or ""
         self._assign_ips(m)
         self._set_status(m, Status.DEPLOYING, "Deploying: installing OS")
         self._schedule(m, "deployment", self.spec.timings.deploy_s, self._installed)
         return m
+
+    def _working_kernel(self, m: Machine, series: str, requested: str | None) -> str | None:
+        """get_working_kernel (src/maasserver/utils/osystems.py) for an Ubuntu deploy: a named
+        GA/HWE kernel must be one the series' images carry, else MAAS picks the first."""
+        available = KERNELS.get(series, ())
+        if requested and ("hwe" in requested.split("-") or "ga" in requested.split("-")):
+            if requested not in available:
+                raise invalid("hwe_kernel", f"{requested} is not available for ubuntu/{series} on {m.architecture}.")
+            return requested
+        if not available:
+            raise invalid("hwe_kernel", f"{series} has no kernels available.")
+        return available[0]
 
     def _installed(self, m: Machine) -> None:
         """The OS is on the disk: boot it (a lab host), Deployed once it answers."""
@@ -759,10 +747,11 @@ class MaasModel:
                 i.ip = None
 
     def release(self, m: Machine, params: Params) -> Machine:
-        if m.status in (Status.READY, Status.RELEASING, Status.DISK_ERASING):
-            return m  # already (being) released: MAAS treats a retry as success
+        """MachineHandler.release (api/machines.py): Ready or Releasing is a success already."""
+        if m.status in (Status.READY, Status.RELEASING):
+            return m
         if m.status not in RELEASABLE:
-            raise _state_violation(m, "released")
+            raise conflict(f"Machine cannot be released in its current state ('{m.status.label}').")
         self._check_unlocked(m)
         self._cancel(m)
         self._power_off(m)
@@ -783,14 +772,21 @@ class MaasModel:
         m.distro_series = ""
         m.hwe_kernel = None
         m.user_data = None
+        m.install_kvm = m.register_vmhost = m.ephemeral_deploy = m.enable_hw_sync = False
         self._set_status(m, Status.READY, "Released")
 
     def abort(self, m: Machine, params: Params) -> Machine:
+        """Node.abort_operation (models/node.py): commissioning goes back to New, testing to
+        where it started, deploying to Allocated, disk erasing to Failed disk erasing."""
         comment = params.get("comment") or None
-        if m.status in (Status.COMMISSIONING, Status.TESTING):
+        if m.status == Status.COMMISSIONING:
+            self._cancel(m)
+            self._set_status(m, Status.NEW, comment or "Aborted commissioning")
+        elif m.status == Status.TESTING:
             self._cancel(m)
             back = m.previous_status
-            self._set_status(m, back, comment or f"Aborted {m.status.label.lower()}")
+            m.testing_after_commissioning = False
+            self._set_status(m, back, comment or "Aborted testing")
         elif m.status == Status.DEPLOYING:
             self._cancel(m)
             self._power_off(m)
@@ -800,28 +796,30 @@ class MaasModel:
             m.erasing = False
             self._set_status(m, Status.FAILED_DISK_ERASING, comment or "Aborted disk erasing")
         else:
-            raise _state_violation(m, "aborted")
+            raise conflict(f"Cannot abort in current state: node {m.system_id} is in state {m.status.label}.")
         return m
 
-    def mark_broken(self, m: Machine, params: Params) -> Machine:
-        if m.status in (Status.BROKEN, Status.RETIRED):
-            raise _state_violation(m, "marked broken")
+    def mark_broken(self, m: Machine, params: Params, user: str) -> Machine:
+        """MachineHandler.mark_broken (api/machines.py): only the machine's owner may (403
+        otherwise, even for an admin); Node.mark_broken releases it first and drops the owner."""
+        if m.owner != user:
+            raise forbidden("")
         self._cancel(m)
+        if m.status in RELEASABLE:
+            self._power_off(m)
         m.previous_status = m.status
-        self._set_status(m, Status.BROKEN, params.get("comment") or "Marked broken")
+        m.owner = None
+        m.owner_data.clear()
+        comment = params.get("comment") or params.get("error_description")
+        self._set_status(m, Status.BROKEN, comment or "Marked broken")
         return m
 
     def mark_fixed(self, m: Machine, params: Params) -> Machine:
+        """Node.mark_fixed (models/node.py): Broken to Ready (Deployed if it was deployed)."""
         if m.status != Status.BROKEN:
-            raise _state_violation(m, "marked fixed")
-        if not m.commissioned:
-            raise bad_request("Unable to be marked fixed because it has not been commissioned.")
-        if m.owner is not None and m.previous_status == Status.DEPLOYED:
-            back = Status.DEPLOYED
-        elif m.owner is not None:
-            back = Status.ALLOCATED
-        else:
-            back = Status.READY
+            raise conflict("Can't mark a non-broken node as 'Ready'.")
+        back = Status.DEPLOYED if m.previous_status == Status.DEPLOYED else Status.READY
+        m.osystem, m.distro_series, m.hwe_kernel = "", "", None
         self._set_status(m, back, params.get("comment") or "Marked fixed")
         return m
 
@@ -838,7 +836,7 @@ class MaasModel:
         if not name:
             raise invalid("name", "This field is required.")
         if not TAG_NAME_RE.match(name):
-            raise invalid("name", "Invalid character in tag name.")
+            raise invalid("name", "Enter a valid value.")
         if name in self.tags:
             raise invalid("name", "Tag with this Name already exists.")
         if params.get("definition"):
@@ -853,7 +851,7 @@ class MaasModel:
         new_name = params.get("name")
         if new_name and new_name != tag.name:
             if not TAG_NAME_RE.match(new_name):
-                raise invalid("name", "Invalid character in tag name.")
+                raise invalid("name", "Enter a valid value.")
             if new_name in self.tags:
                 raise invalid("name", "Tag with this Name already exists.")
             del self.tags[tag.name]
@@ -874,8 +872,10 @@ class MaasModel:
                 m.tags.remove(tag.name)
 
     def update_tag_nodes(self, tag: Tag, params: Params) -> dict[str, int]:
-        if tag.definition:
-            raise conflict("Tag has a definition: machines cannot be added or removed by hand.")
+        definition = params.get("definition")
+        if definition is not None and definition != tag.definition:
+            # TagHandler.update_nodes (api/tags.py): a plain-text 409.
+            raise conflict(f"Definition supplied '{definition}' doesn't match current definition '{tag.definition}'")
         add = [self.machines[s] for s in params.getlist("add") if s in self.machines]
         remove = [self.machines[s] for s in params.getlist("remove") if s in self.machines]
         for m in add:
@@ -1137,24 +1137,22 @@ _STAGE_TITLES = {
 }
 
 
-def _state_violation(m: Machine, verb: str) -> ApiError:
-    return conflict(f"Machine {m.hostname} cannot be {verb} in its current state ('{m.status.label}').")
+def _not_available(action: str) -> ApiError:
+    """The form-wide error of CommissionForm/TestForm (forms/ephemeral.py)."""
+    return bad_request({"__all__": [f"{action} is not available because of the current state of the node."]})
 
 
-def _matches(wanted: list[str], value: str) -> bool:
-    return not wanted or value in wanted
-
-
-def _arch_matches(wanted: list[str], arch: str) -> bool:
-    """MAAS matches "amd64" against "amd64/generic" and so on."""
-    return not wanted or any(w == arch or arch.startswith(w + "/") for w in wanted)
-
-
-def _number(text: str, name: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise invalid(name, f"Invalid number: {text}") from None
+def _bool_option(params: Params, name: str) -> bool:
+    """A deploy option read with get_optional_param(..., validator=StringBool)."""
+    value = params.get(name)
+    if value is None:
+        return False
+    text = value.strip().lower()
+    if text in ("true", "yes", "on", "1", "y", "t"):
+        return True
+    if text in ("false", "no", "off", "0", "n", "f", ""):
+        return False
+    raise not_implemented(f"a deploy option {name}={value!r} that is not a boolean")
 
 
 def _int_param(params: Params, name: str) -> int:

@@ -99,7 +99,8 @@ OWNED = frozenset(
         Status.FAILED_EXITING_RESCUE_MODE,
     }
 )
-# Statuses `op=release` moves on from (MAAS's RELEASABLE_STATUSES).
+# Statuses `op=release` moves on from (RELEASABLE_STATUSES, canonical/maas 3.4.2
+# src/maasserver/models/node.py).
 RELEASABLE = frozenset(
     {
         Status.ALLOCATED,
@@ -110,18 +111,53 @@ RELEASABLE = frozenset(
         Status.FAILED_DEPLOYMENT,
         Status.FAILED_DISK_ERASING,
         Status.FAILED_RELEASING,
-        Status.RESCUE_MODE,
-        Status.FAILED_ENTERING_RESCUE_MODE,
-        Status.FAILED_EXITING_RESCUE_MODE,
     }
 )
+# Commission.actionable_statuses (src/maasserver/node_action.py): not Failed testing.
 COMMISSIONABLE = frozenset(
     {
         Status.NEW,
-        Status.READY,
         Status.FAILED_COMMISSIONING,
-        Status.FAILED_TESTING,
+        Status.READY,
         Status.BROKEN,
+    }
+)
+# Test.actionable_statuses (src/maasserver/node_action.py).
+TESTABLE = frozenset(
+    {
+        Status.FAILED_COMMISSIONING,
+        Status.NEW,
+        Status.READY,
+        Status.RESERVED,
+        Status.ALLOCATED,
+        Status.FAILED_DEPLOYMENT,
+        Status.DEPLOYED,
+        Status.MISSING,
+        Status.RETIRED,
+        Status.BROKEN,
+        Status.RESCUE_MODE,
+        Status.FAILED_RELEASING,
+        Status.FAILED_DISK_ERASING,
+        Status.FAILED_ENTERING_RESCUE_MODE,
+        Status.FAILED_EXITING_RESCUE_MODE,
+        Status.FAILED_TESTING,
+    }
+)
+# Where passed tests return a machine to Ready rather than to where it was
+# (NODE_TESTING_RESET_READY_TRANSITIONS, src/maasserver/node_status.py).
+TESTING_RESETS_TO_READY = frozenset(
+    {
+        Status.NEW,
+        Status.COMMISSIONING,
+        Status.FAILED_DEPLOYMENT,
+        Status.MISSING,
+        Status.RETIRED,
+        Status.BROKEN,
+        Status.FAILED_RELEASING,
+        Status.FAILED_DISK_ERASING,
+        Status.FAILED_ENTERING_RESCUE_MODE,
+        Status.FAILED_EXITING_RESCUE_MODE,
+        Status.FAILED_TESTING,
     }
 )
 # Machines powered on in these statuses (the rest are off, as MAAS leaves them).
