@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from botlab.drivers.juju import JujuDriver
     from botlab.drivers.maas import MaasDriver
+    from botlab.drivers.ssh import SshDriver
     from botlab.inventory import Inventory
 
 log = logging.getLogger("botlab.drivers")
@@ -42,6 +43,15 @@ class Drivers:
 
             self._open["juju"] = await JujuDriver.connect(self.inventory, self.environ)
         driver: JujuDriver = self._open["juju"]
+        return driver
+
+    async def ssh(self) -> SshDriver:
+        """The run's SSH pool: one connection per host, shared by every step and stage."""
+        if "ssh" not in self._open:
+            from botlab.drivers.ssh import SshDriver
+
+            self._open["ssh"] = SshDriver.connect(self.inventory, self.environ)
+        driver: SshDriver = self._open["ssh"]
         return driver
 
     async def __aenter__(self) -> Drivers:
