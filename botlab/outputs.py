@@ -156,3 +156,24 @@ class KubernetesOutputs(Outputs):
     kubeconfig: str | None
     applications: tuple[str, ...] = ()
     hosts: dict[str, ClusterHost] = field(default_factory=dict)
+
+
+# --- gpu ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuHost:
+    """One GPU host as the gpu stage left it."""
+
+    runtime: str  # the runtime name configured: "nvidia-container-runtime" (charm) or "nvidia" (ssh)
+    method: str  # charm | ssh
+    gpus: int  # the GPUs `nvidia-smi -L` listed
+
+
+@dataclass(frozen=True)
+class GpuOutputs(Outputs):
+    stage: ClassVar[str] = "gpu"
+    version: ClassVar[int] = 1
+
+    container_runtime: str
+    hosts: dict[str, GpuHost] = field(default_factory=dict)

@@ -692,6 +692,19 @@ async def run_host(ssh: SshDriver, playbook: Playbook, host: str, variables: Map
 
 async def _run_host(ssh: SshDriver, playbook: Playbook, host: str, variables: Mapping[str, Any], check: bool,
                     result: HostResult) -> None:
+    plan = await check_host(ssh, playbook, host, variables)
+    if check or not plan.todo:
+        status = {"change": "changed", "ok": "ok", "skipped": "skipped"}
+        result.steps = [StepResult(p.step.name, status[p.action], p.reason, p.commands, p.diff) for p in plan.steps]
+        result.handlers = [StepResult(n, "changed" if check else "ok", "notified",
+                                      (handler_commands(n) or "",)) for n in plan.handlers]
+        return
+    await apply_host(ssh, plan, result)
+
+
+async def check_host(ssh: SshDriver, playbook: Playbook, host: str, variables: Mapping[str, Any]) -> HostPlan:
+    """The host's plan from its facts (one round trip; none when no step needs facts): what
+    check mode shows and `apply_host` executes. `variables` must hold `hostname`."""
     items = render(playbook, variables)
     rendered = [i for i in items if isinstance(i, Rendered)]
     facts = Facts()
@@ -704,14 +717,13 @@ async def _run_host(ssh: SshDriver, playbook: Playbook, host: str, variables: Ma
                              system="SSH", operation="facts", where=host,
                              hint="with become, the login user needs password-less sudo" if become else None)
         facts = parse_facts(answer.stdout, rendered, nonce)
-    plan = plan_host(host, items, facts)
-    if check or not plan.todo:
-        status = {"change": "changed", "ok": "ok", "skipped": "skipped"}
-        result.steps = [StepResult(p.step.name, status[p.action], p.reason, p.commands, p.diff) for p in plan.steps]
-        result.handlers = [StepResult(n, "changed" if check else "ok", "notified",
-                                      (handler_commands(n) or "",)) for n in plan.handlers]
-        return
+    return plan_host(host, items, facts)
+
+
+async def apply_host(ssh: SshDriver, plan: HostPlan, result: HostResult) -> None:
+    """Execute exactly `plan` (from `check_host`) in one script; fills `result`."""
     nonce = secrets.token_hex(8)
+    host = plan.host
     answer = await ssh.run(host, "sh -s", stdin=apply_script(plan, nonce), timeout=max(ssh.deadlines.call, 300.0))
     outputs, codes = _sections(answer.stdout, nonce)
     failed = False

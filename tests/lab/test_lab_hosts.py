@@ -174,8 +174,10 @@ def test_gpu_tools_show_gpus_only_on_gpu_hosts_where_maas_saw_them(kube: KubeLab
                 assert len(smi.stdout.splitlines()) == gpus
             else:
                 assert smi.exited == 127  # no driver: no nvidia-smi at all
-            # The spec installs no NVIDIA container toolkit here (test_lab_host_runtime's does).
-            assert sh(conn, "command -v nvidia-ctk nvidia-container-runtime").exited == 1
+            # The spec installs no NVIDIA container toolkit here (test_lab_host_runtime's does): only the
+            # containerd charm with gpu_driver nvidia (containerd-gpu, gpu_method charm) installs it, on GPU hosts.
+            toolkit = sh(conn, "command -v nvidia-ctk nvidia-container-runtime").exited
+            assert toolkit == (0 if gpus else 1), hostname
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKAGES", "install_base", "install_package"]
+__all__ = ["PACKAGES", "install_base", "install_package", "purge_package"]
 
 LIB_DIR = "usr/lib/botlab-lab"
 BASE_UNITS = "etc/botlab-lab/base-units.json"
@@ -222,6 +222,15 @@ _PACKAGES: dict[str, dict[str, Any]] = {
         "dirs": [],
         "depends": [],
     },
+    # NVIDIA's repository: nvidia-container-runtime is a package depending on the toolkit (what it installs), as
+    # the containerd charm's default nvidia_apt_packages names it.
+    "nvidia-container-runtime": {
+        "commands": {}, "units": {}, "conffiles": {}, "enable": {}, "dirs": [],
+        "depends": ["nvidia-container-toolkit"],
+    },
+    # The CUDA driver metapackage: a lab host's driver (nvidia-smi) comes with its spec's GPUs, so this installs
+    # nothing of its own.
+    "cuda-drivers": {"commands": {}, "units": {}, "conffiles": {}, "enable": {}, "dirs": [], "depends": []},
 }
 PACKAGES: tuple[str, ...] = tuple(sorted(_PACKAGES))
 
@@ -318,3 +327,21 @@ def _install_one(root: Path, name: str) -> None:
             if unit in fresh and not link.is_symlink():
                 link.parent.mkdir(parents=True, exist_ok=True)
                 os.symlink(f"/lib/systemd/system/{unit}", link)
+
+
+def purge_package(root: Path, name: str) -> None:
+    """Purge one of PACKAGES as `apt-get purge` would: its commands, unit files, enable links and configuration
+    files go (packages depending on it are not modelled: the lab's do not depend on what a charm purges)."""
+    if name not in _PACKAGES:
+        raise ValueError(f"unknown package {name!r}; the lab has {', '.join(PACKAGES)}")
+    root = Path(root)
+    spec = _PACKAGES[name]
+    for command in spec["commands"]:
+        (root / "usr/bin" / command).unlink(missing_ok=True)
+    for target, units in spec["enable"].items():
+        for unit in units:
+            (root / "etc/systemd/system" / f"{target}.wants" / unit).unlink(missing_ok=True)
+    for unit in spec["units"]:
+        (root / "lib/systemd/system" / unit).unlink(missing_ok=True)
+    for conffile in spec["conffiles"]:
+        (root / conffile).unlink(missing_ok=True)

@@ -14,7 +14,8 @@ from tests.unit.hosttools.conftest import CPU_FACTS, GPU_FACTS
 
 
 def test_packages_and_unknown_names(tmp_path: Path) -> None:
-    assert PACKAGES == ("containerd", "docker.io", "nvidia-container-toolkit")
+    assert PACKAGES == ("containerd", "cuda-drivers", "docker.io", "nvidia-container-runtime",
+                        "nvidia-container-toolkit")
     with pytest.raises(ValueError, match="podman"):
         install_package(tmp_path, "podman")
 
