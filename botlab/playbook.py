@@ -351,8 +351,9 @@ def _paths(steps: Sequence[Rendered]) -> list[str]:
     return sorted({r.target for r in steps if r.step.kind in ("file", "line", "block")})
 
 
-def parse_facts(output: str, steps: Sequence[Rendered], nonce: str) -> Facts:
-    """The facts `facts_script` printed; a missing end marker means the script was cut short."""
+def read_sections(output: str, nonce: str, operation: str = "facts") -> dict[str, list[str]]:
+    """A facts script's output split at its `@@<nonce> <name>` markers: name -> the lines
+    after it. A missing `end` marker means the script was cut short (StageError)."""
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in output.splitlines():
@@ -361,7 +362,13 @@ def parse_facts(output: str, steps: Sequence[Rendered], nonce: str) -> Facts:
         elif current is not None:
             current.append(line)
     if "end" not in sections:
-        raise StageError("the facts script ended early", system="SSH", operation="facts")
+        raise StageError("the facts script ended early", system="SSH", operation=operation)
+    return sections
+
+
+def parse_facts(output: str, steps: Sequence[Rendered], nonce: str) -> Facts:
+    """The facts `facts_script` printed."""
+    sections = read_sections(output, nonce)
     files: dict[str, FileFact] = {}
     for i, path in enumerate(_paths(steps)):
         lines = sections.get(f"file {i}", [])

@@ -297,27 +297,27 @@ class EnlistStage(Stage[EnlistPlan]):
             ctx.show(host, t.state.status_name, t.state.system_id)
 
     async def _commission(self, ctx: StageContext, maas: MaasDriver, t: Tracker) -> None:
-        assert t.system_id is not None
-        host = t.machine.hostname
-        t.attempts += 1
-        t.tries += 1
-        # Record the attempt before the call: a crash after it must not commission again.
-        ctx.set_progress(host, "commissioning", f"attempt {t.attempts}", {"attempts": t.attempts})
-        t.state = await maas.commission(t.system_id, host)
-        ctx.event(f"{host}: commissioning (attempt {t.attempts})")
+        await self._attempt(ctx, maas, t, "commission")
 
     async def _retest(self, ctx: StageContext, maas: MaasDriver, t: Tracker) -> None:
         """Run a machine's tests again: MAAS 3.4 only commissions New, Failed commissioning,
         Ready or Broken machines, and lets only a machine's owner mark it broken, so a
         machine in Failed testing is retried the way MAAS allows: `op=test`, which returns it
         to Ready when the tests pass. It counts as an attempt like commissioning does."""
+        await self._attempt(ctx, maas, t, "test")
+
+    async def _attempt(self, ctx: StageContext, maas: MaasDriver, t: Tracker, op: str) -> None:
+        """One commissioning or testing attempt, recorded before the call: a crash after it
+        must not attempt again."""
         assert t.system_id is not None
         host = t.machine.hostname
         t.attempts += 1
         t.tries += 1
-        ctx.set_progress(host, "testing", f"attempt {t.attempts}", {"attempts": t.attempts})
-        t.state = await maas.test(t.system_id, host)
-        ctx.event(f"{host}: testing again (attempt {t.attempts})")
+        doing = "commissioning" if op == "commission" else "testing"
+        ctx.set_progress(host, doing, f"attempt {t.attempts}", {"attempts": t.attempts})
+        call = maas.commission if op == "commission" else maas.test
+        t.state = await call(t.system_id, host)
+        ctx.event(f"{host}: {doing}{'' if op == 'commission' else ' again'} (attempt {t.attempts})")
 
     async def _retry_or_fail(self, ctx: StageContext, maas: MaasDriver, t: Tracker) -> None:
         """Retry a failed machine while this run's budget lasts: commission it again after

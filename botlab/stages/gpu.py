@@ -37,7 +37,15 @@ from typing import TYPE_CHECKING, Any
 from botlab.errors import StageError
 from botlab.outputs import EnlistOutputs, GpuHost, GpuOutputs, KubernetesOutputs
 from botlab.pipeline import Change, Check, Inputs, Plan, Stage
-from botlab.playbook import HostPlan, HostResult, Playbook, apply_host, check_host, handler_commands
+from botlab.playbook import (
+    HostPlan,
+    HostResult,
+    Playbook,
+    apply_host,
+    check_host,
+    handler_commands,
+    read_sections,
+)
 
 if TYPE_CHECKING:
     from botlab.context import StageContext
@@ -114,15 +122,7 @@ def facts_script(nonce: str) -> str:
 
 
 def parse_facts(output: str, nonce: str) -> HostFacts:
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in output.splitlines():
-        if line.startswith(f"@@{nonce} "):
-            current = sections.setdefault(line[len(nonce) + 3:], [])
-        elif current is not None:
-            current.append(line)
-    if "end" not in sections:
-        raise StageError("the facts script ended early", system="SSH", operation="gpu facts")
+    sections = read_sections(output, nonce, "gpu facts")
 
     def text(name: str) -> str | None:
         lines = sections.get(name) or ["absent"]
