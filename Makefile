@@ -43,7 +43,12 @@ demo: install
 	BIN=$(BIN) LAB=$(LAB) bash scripts/demo.sh
 
 bench: install
-	$(BIN)/python -m bench
+	@# ansible-core and pyinfra (bench/fanout.py compares botlab with them) go to a venv of their own,
+	@# so their dependencies never disturb botlab's pinned ones in $(VENV).
+	test -x .venv-bench/bin/python || { $(PYTHON) -m venv .venv-bench && echo '*' > .venv-bench/.gitignore; }
+	cmp -s bench/requirements.txt .venv-bench/.installed || { .venv-bench/bin/python -m pip install -q \
+	  -r bench/requirements.txt && cp bench/requirements.txt .venv-bench/.installed; }
+	BENCH_VENV=.venv-bench $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache bench/results
+	rm -rf $(VENV) .venv-bench build *.egg-info .mypy_cache .ruff_cache .pytest_cache bench/results

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from bench import cli_startup, enlist, inventory, kubernetes, lab_hosts, requests
+from bench import cli_startup, enlist, fanout, inventory, kubernetes, lab_hosts, requests
 
 BENCHMARKS = {"cli_startup": cli_startup.run, "requests": requests.run, "enlist": enlist.run,
-              "kubernetes": kubernetes.run, "lab_hosts": lab_hosts.run, "inventory": inventory.run}
+              "kubernetes": kubernetes.run, "lab_hosts": lab_hosts.run, "inventory": inventory.run,
+              "fanout": fanout.run}
 
 
 def main(names: list[str]) -> None:

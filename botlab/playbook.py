@@ -41,6 +41,7 @@ MODE = re.compile(r"0?[0-7]{3}\Z")
 OWNER = re.compile(r"[a-z_][a-z0-9_-]*(:[a-z_][a-z0-9_-]*)?\Z")
 PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+\Z")  # Debian policy's package names
 SERVICE = re.compile(r"[A-Za-z0-9@._:-]+\Z")
+PENDING_DIR = "/var/lib/botlab/handlers"
 TAIL = 20  # output lines a step result keeps
 
 
@@ -76,6 +77,14 @@ class Playbook:
     source: str
     steps: tuple[Step, ...]
     vars: Mapping[str, Any] = field(default_factory=dict)
+
+    def pending_file(self, directory: str = PENDING_DIR) -> str:
+        """Where a host keeps this playbook's handlers that are owed: written before its
+        changes, removed once every handler ran, so a run cut short (a dropped connection,
+        botlab killed) still reloads and restarts on the next one. "" when nothing notifies."""
+        if not any(step.notify for step in self.steps):
+            return ""
+        return f"{directory}/{re.sub(r'[^A-Za-z0-9_.-]', '_', self.name)}"
 
     @classmethod
     def load(cls, path: Path) -> Playbook:
@@ -308,6 +317,7 @@ class Facts:
     files: Mapping[str, FileFact] = field(default_factory=dict)
     packages: Mapping[str, str] = field(default_factory=dict)  # installed package -> version
     guards: Mapping[int, GuardFact] = field(default_factory=dict)  # step index -> guard
+    pending: tuple[str, ...] = ()  # handlers a run cut short still owes (Playbook.pending_file)
 
 
 @dataclass(frozen=True)
@@ -322,10 +332,13 @@ class Rendered:
     unless: str | None = None
 
 
-def facts_script(steps: Sequence[Rendered], nonce: str) -> str:
-    """The shell script that prints every fact `steps` need, in sections marked with `nonce`
-    (random per run, so no file's content can fake a section)."""
+def facts_script(steps: Sequence[Rendered], nonce: str, pending_file: str | None = None) -> str:
+    """The shell script that prints every fact `steps` need (and the handlers owed from a run
+    cut short, in `pending_file`), in sections marked with `nonce` (random per run, so no
+    file's content can fake a section)."""
     out = ["exec 2>/dev/null"]
+    if pending_file:
+        out.append(f"echo '@@{nonce} pending'; cat -- {shlex.quote(pending_file)}; echo")
     for i, path in enumerate(_paths(steps)):
         q = shlex.quote(path)
         out.append(f"echo '@@{nonce} file {i}'")
@@ -396,7 +409,8 @@ def parse_facts(output: str, steps: Sequence[Rendered], nonce: str) -> Facts:
         values = {k: v for k, v in pairs}
         guards[r.step.index] = GuardFact(values.get("creates") == "1",
                                          int(values["unless"]) if "unless" in values else None)
-    return Facts(files, packages, guards)
+    owed = [ln.strip() for ln in sections.get("pending", []) if handler_commands(ln.strip()) is not None]
+    return Facts(files, packages, guards, tuple(dict.fromkeys(owed)))
 
 
 # --- steps: facts in, commands out ----------------------------------------------------------------
@@ -425,10 +439,17 @@ class HostPlan:
     host: str
     steps: tuple[StepPlan, ...]
     handlers: tuple[str, ...]  # handler names, in the order they run
+    pending_file: str = ""  # where the host records handlers owed (Playbook.pending_file); "": nowhere
+    owed: tuple[str, ...] = ()  # handlers an earlier run cut short left owed (among `handlers`)
 
     @property
     def todo(self) -> tuple[StepPlan, ...]:
         return tuple(s for s in self.steps if s.action == "change")
+
+    @property
+    def needed(self) -> bool:
+        """Whether applying does anything: a step changes, or handlers are owed."""
+        return bool(self.todo or self.handlers)
 
 
 def render(playbook: Playbook, variables: Mapping[str, Any]) -> list[Rendered | StepPlan]:
@@ -474,15 +495,16 @@ def _template(text: str, env: Mapping[str, Any], *, shell: bool = False) -> str:
     return jinja.from_string(text).render(**env)
 
 
-def plan_host(host: str, items: Sequence[Rendered | StepPlan], facts: Facts) -> HostPlan:
-    """Pure: the commands each step would run on `host`, given its facts."""
+def plan_host(host: str, items: Sequence[Rendered | StepPlan], facts: Facts, pending_file: str = "") -> HostPlan:
+    """Pure: the commands each step would run on `host`, given its facts; handlers owed from
+    a run cut short run again even when no step changes."""
     plans = [item if isinstance(item, StepPlan) else plan_step(item, facts) for item in items]
-    handlers: list[str] = []
+    handlers: list[str] = list(facts.pending)
     for p in plans:
         if p.action == "change":
             handlers.extend(n for n in p.step.notify if n not in handlers)
     handlers.sort(key=lambda n: n != "daemon-reload")  # units reloaded before any restart
-    return HostPlan(host, tuple(plans), tuple(handlers))
+    return HostPlan(host, tuple(plans), tuple(handlers), pending_file, facts.pending)
 
 
 def plan_step(r: Rendered, facts: Facts) -> StepPlan:
@@ -597,6 +619,12 @@ def apply_script(plan: HostPlan, nonce: str) -> str:
     """Every change and handler of a host in one script: each section marked, its exit code
     printed; the first failure ends the script (later steps and handlers do not run)."""
     out = ["exec 2>&1"]
+    if plan.handlers and plan.pending_file:  # owed from here on, until the last handler ran
+        q = shlex.quote(plan.pending_file)
+        record = f"mkdir -p -- {shlex.quote(plan.pending_file.rsplit('/', 1)[0])} && printf '%s\\n' " + " ".join(
+            shlex.quote(n) for n in plan.handlers) + f" > {q}.tmp && mv -f -- {q}.tmp {q}"
+        out.append(f"sudo -n -- sh -c {shlex.quote(record)} </dev/null || {{ echo 'cannot record owed handlers';"
+                   " exit 0; }")
     for p in plan.todo:
         out.append(f"echo '@@{nonce} step {p.step.index}'")
         out.append(f"{p.script} </dev/null")
@@ -605,6 +633,8 @@ def apply_script(plan: HostPlan, nonce: str) -> str:
         out.append(f"echo '@@{nonce} handler {i}'")
         out.append(f"sudo -n -- sh -c {shlex.quote(handler_commands(name) or 'false')} </dev/null")
         out.append(f"rc=$?; echo; echo \"@@{nonce} hrc {i} $rc\"; [ $rc -eq 0 ] || exit 0")
+    if plan.handlers and plan.pending_file:
+        out.append(f"sudo -n -- rm -f -- {shlex.quote(plan.pending_file)} </dev/null")
     return "\n".join(out) + "\n"
 
 
@@ -670,23 +700,24 @@ def _tail(text: str) -> str:
 
 
 async def run_playbook(ssh: SshDriver, playbook: Playbook, hosts: Mapping[str, Mapping[str, Any]], *,
-                       check: bool = False) -> PlaybookResult:
+                       check: bool = False, pending_dir: str = PENDING_DIR) -> PlaybookResult:
     """Run `playbook` on every host in `hosts` (hostname -> its variables: gpu, roles, runtime...)
     in parallel, bounded by the driver; one host's failure does not stop the others. Check mode
     gathers facts and reports what would run, changing nothing."""
     result = PlaybookResult(playbook.name, check)
-    done = await asyncio.gather(*(run_host(ssh, playbook, h, v, check=check) for h, v in hosts.items()))
+    done = await asyncio.gather(*(run_host(ssh, playbook, h, v, check=check, pending_dir=pending_dir)
+                                  for h, v in hosts.items()))
     result.hosts = {r.host: r for r in done}
     return result
 
 
 async def run_host(ssh: SshDriver, playbook: Playbook, host: str, variables: Mapping[str, Any], *,
-                   check: bool = False) -> HostResult:
+                   check: bool = False, pending_dir: str = PENDING_DIR) -> HostResult:
     """At most two round trips: the facts script, then one script with every change."""
     result = HostResult(host)
     before = ssh.round_trips.get(host, 0)
     try:
-        await _run_host(ssh, playbook, host, {"hostname": host, **variables}, check, result)
+        await _run_host(ssh, playbook, host, {"hostname": host, **variables}, check, result, pending_dir)
     except StageError as exc:
         result.error = str(exc)
     except (ValueError, OSError) as exc:  # a `when` or template that cannot be evaluated for this host
@@ -698,9 +729,9 @@ async def run_host(ssh: SshDriver, playbook: Playbook, host: str, variables: Map
 
 
 async def _run_host(ssh: SshDriver, playbook: Playbook, host: str, variables: Mapping[str, Any], check: bool,
-                    result: HostResult) -> None:
-    plan = await check_host(ssh, playbook, host, variables)
-    if check or not plan.todo:
+                    result: HostResult, pending_dir: str) -> None:
+    plan = await check_host(ssh, playbook, host, variables, pending_dir)
+    if check or not plan.needed:
         status = {"change": "changed", "ok": "ok", "skipped": "skipped"}
         result.steps = [StepResult(p.step.name, status[p.action], p.reason, p.commands, p.diff) for p in plan.steps]
         result.handlers = [StepResult(n, "changed" if check else "ok", "notified",
@@ -709,22 +740,24 @@ async def _run_host(ssh: SshDriver, playbook: Playbook, host: str, variables: Ma
     await apply_host(ssh, plan, result)
 
 
-async def check_host(ssh: SshDriver, playbook: Playbook, host: str, variables: Mapping[str, Any]) -> HostPlan:
+async def check_host(ssh: SshDriver, playbook: Playbook, host: str, variables: Mapping[str, Any],
+                     pending_dir: str = PENDING_DIR) -> HostPlan:
     """The host's plan from its facts (one round trip; none when no step needs facts): what
     check mode shows and `apply_host` executes. `variables` must hold `hostname`."""
     items = render(playbook, variables)
     rendered = [i for i in items if isinstance(i, Rendered)]
     facts = Facts()
-    if any(r.step.kind != "command" or r.creates or r.unless for r in rendered):
+    pending = playbook.pending_file(pending_dir)
+    if pending or any(r.step.kind != "command" or r.creates or r.unless for r in rendered):
         nonce = secrets.token_hex(8)
         become = any(r.step.become for r in rendered)
-        answer = await ssh.run(host, "sh -s", sudo=become, stdin=facts_script(rendered, nonce))
+        answer = await ssh.run(host, "sh -s", sudo=become, stdin=facts_script(rendered, nonce, pending))
         if f"@@{nonce} end" not in answer.stdout:
             raise StageError(f"the facts script ended early (exit {answer.exited}): {_tail(answer.stderr)[-300:]}",
                              system="SSH", operation="facts", where=host,
                              hint="with become, the login user needs password-less sudo" if become else None)
         facts = parse_facts(answer.stdout, rendered, nonce)
-    return plan_host(host, items, facts)
+    return plan_host(host, items, facts, pending)
 
 
 async def apply_host(ssh: SshDriver, plan: HostPlan, result: HostResult) -> None:

@@ -37,21 +37,32 @@ botlab -i "$INV" status
 echo; echo "### botlab lab status"
 botlab lab status --dir "$LAB"
 
-echo; echo "### a GPU host over SSH at the address and host key the kubernetes stage's outputs give (from Juju)"
-host=$(botlab -i "$INV" status -o json | "$BIN/python" -c '
+hosts_on=$(botlab lab status --dir "$LAB" -o json | "$BIN/python" -c 'import json, sys; print(int(bool(json.load(sys.stdin).get("hosts"))))')
+if [ "$hosts_on" != 1 ]; then
+  echo; echo "(this lab has no hosts: run as root for SSH hosts in network namespaces; the gpu stage needs them)"
+  exit 0
+fi
+
+echo; echo "### botlab plan gpu: the NVIDIA runtime on the GPU hosts (method charm: the containerd charm's gpu_driver)"
+botlab -i "$INV" plan gpu
+echo; echo "### botlab up: every stage; enlist and kubernetes are verified, gpu registers the runtime"
+botlab -i "$INV" up
+echo; echo "### botlab up, again: every stage verified, nothing changed"
+botlab -i "$INV" up
+
+echo; echo "### each GPU host's runtime, over SSH at the address and host key the kubernetes stage's outputs give (from Juju)"
+botlab -i "$INV" status -o json | "$BIN/python" -c '
 import json, sys
 stages = {s["stage"]: s for s in json.load(sys.stdin)["stages"]}
-hosts = (stages["kubernetes"]["outputs"] or {}).get("hosts") or {}
-gpu = [h for h in sorted(hosts) if any(u.startswith("kubernetes-worker-gpu/") for u in hosts[h]["units"])]
-if gpu and hosts[gpu[-1]]["host_keys"]:
-    d = hosts[gpu[-1]]
-    print(d["address"], " ".join(d["host_keys"][0].split()[:2]))
-')
-if [ -n "$host" ]; then
-  echo "${host}" > "$LAB/known_hosts"
-  ssh -i "$LAB/keys/id_ed25519" -o UserKnownHostsFile="$LAB/known_hosts" -o StrictHostKeyChecking=yes \
-    -o BatchMode=yes "ubuntu@${host%% *}" \
-    'echo "$(hostname): containerd $(systemctl is-active containerd)"; nvidia-smi -L | head -2; lspci | grep -c NVIDIA'
-else
-  echo "(this lab has no hosts: run as root for SSH hosts in network namespaces)"
-fi
+hosts = stages["kubernetes"]["outputs"]["hosts"]
+for name, gpu in sorted(stages["gpu"]["outputs"]["hosts"].items()):
+    d = hosts[name]
+    print(name, d["address"], " ".join(d["host_keys"][0].split()[:2]), gpu["runtime"])
+' | while read -r name address keytype key runtime; do
+  echo "${address} ${keytype} ${key}" > "$LAB/known_hosts"
+  ssh -n -i "$LAB/keys/id_ed25519" -o UserKnownHostsFile="$LAB/known_hosts" -o StrictHostKeyChecking=yes \
+    -o BatchMode=yes "ubuntu@${address}" \
+    "echo \"${name}: containerd \$(systemctl is-active containerd), \$(nvidia-smi -L | wc -l) GPU(s)\";
+     containerd config dump | grep -E 'default_runtime_name|BinaryName'" | sed 's/^/  /'
+  echo "  botlab's record: runtime ${runtime}"
+done

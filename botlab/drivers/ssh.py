@@ -102,6 +102,16 @@ def _transient(exc: Exception) -> bool:
     return False
 
 
+class ConnectionLost(StageError):
+    """The connection broke while a command ran: it may or may not have run (in part). The
+    caller decides whether reading the host again and going on is safe."""
+
+
+def _lost(exc: Exception) -> bool:
+    """A connection that broke (reset, closed, EOF), not a command that outran its deadline."""
+    return _transient(exc) and not isinstance(exc, (TimeoutError, socket.timeout, NoAnswer))
+
+
 class SshDriver:
     """The run's SSH connections, one per host, opened on a host's first call and reused by
     every later one; blocking fabric work runs in worker threads, at most `concurrency` at once."""
@@ -153,7 +163,11 @@ class SshDriver:
             result = await self._thread(seconds, partial(self._run_blocking, conn, line, stdin, seconds))
         except Exception as exc:  # the connection is in doubt: the next call opens a fresh one
             self._drop(host)
-            raise self._error(host, "run", exc) from None
+            error = self._error(host, "run", exc)
+            if _lost(exc):
+                raise ConnectionLost(f"the connection broke during the command: {error.message}", system="SSH",
+                                     operation="run", where=host, hint=error.hint) from None
+            raise error from None
         return Result(host, line, result.exited, result.stdout, tail(result.stderr))
 
     async def put(self, host: str, path: str, content: str, *, mode: str = "0644", owner: str | None = None,
@@ -279,6 +293,8 @@ class SshDriver:
             if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
                 raise TimeoutError(f"no exit status within {seconds:g}s")
             exited = chan.recv_exit_status()
+            if exited == -1 and not transport.is_active():  # closed with no exit status: the connection died
+                raise ConnectionResetError("the SSH connection closed before the command's exit status")
         finally:
             chan.close()
         text = b"".join(out).decode("utf-8", "replace")

@@ -18,6 +18,7 @@ from botlab.errors import StageError, UsageError
 from botlab.lab.hosttools.hostlib import pid_alive
 
 START_TIMEOUT_S = 30.0
+NO_HOSTS_CIDR = "127.77.0.0/16"  # a records-only lab's machine addresses (see start())
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,10 @@ def start(
     if running and running.alive:
         raise UsageError(f"a lab is already running in {lab_dir} (pid {running.pid});"
                          f" stop it with `botlab lab stop --dir {lab_dir}`")
+    if not hosts and "cidr" not in (spec_doc.get("network") or {}):
+        # Nothing holds a records-only lab's addresses: put them on loopback, so a stage that
+        # connects to a machine (the gpu stage's SSH) is refused here and sends nothing away.
+        spec_doc = {**spec_doc, "network": {**(spec_doc.get("network") or {}), "cidr": NO_HOSTS_CIDR}}
     load_spec(spec_doc)  # a bad spec fails here, in the caller, not in the background
     lab_dir.mkdir(parents=True, exist_ok=True)
     import yaml

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 def default_stages() -> Sequence[Stage]:
     """The stages this version implements; the runner orders them."""
     from botlab.stages.enlist import EnlistStage
+    from botlab.stages.gpu import GpuStage
     from botlab.stages.kubernetes import KubernetesStage
 
-    return [EnlistStage(), KubernetesStage()]
+    return [EnlistStage(), KubernetesStage(), GpuStage()]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import functools
 import json
 import re
 import secrets
@@ -94,29 +95,44 @@ class HostFacts:
         return gpu_count(self.nvidia_smi) if self.nvidia_smi is not None else None
 
 
-def facts_script(nonce: str) -> str:
-    """Every fact the stage reads of a host, base64 in sections marked with `nonce`."""
+FACTS = ("nvidia-smi", "config.toml", "daemon.json", "docker-unit", "dump", "docker-runtimes", "binary", "active",
+         "own")
+# What planning needs per method; verify reads them all. Each host tool run costs (on a lab host, a
+# Python program's start), so plan does not ask what it does not use.
+PLAN_FACTS = {"charm": ("nvidia-smi", "dump", "binary"),
+              "ssh-containerd": ("nvidia-smi", "config.toml", "binary", "own"),
+              "ssh-docker": ("nvidia-smi", "daemon.json", "docker-unit", "binary", "own")}
+
+
+def facts_script(nonce: str, parts: Iterable[str] = FACTS) -> str:
+    """The facts `parts` of a host (default: all), base64 in sections marked with `nonce`."""
+    wanted = set(parts)
 
     def file(name: str, path: str) -> str:
         q = shlex.quote(path)
         return f"echo '@@{nonce} {name}'; if [ -f {q} ]; then base64 -w0 -- {q}; echo; else echo absent; fi"
 
-    out = ["# botlab gpu facts",
-           f"echo '@@{nonce} nvidia-smi'; if out=$(nvidia-smi -L 2>&1); then printf %s \"$out\" | base64 -w0;"
-           " echo; else echo failed; fi",
-           file("config.toml", CONFIG_TOML), file("daemon.json", DAEMON_JSON),
-           f"echo '@@{nonce} docker-unit'; if systemctl cat docker.service >/tmp/.botlab-gpu-$$ 2>/dev/null; then"
-           f" base64 -w0 /tmp/.botlab-gpu-$$; echo; else echo absent; fi; rm -f /tmp/.botlab-gpu-$$",
-           f"echo '@@{nonce} dump'; if command -v containerd >/dev/null && out=$(containerd config dump 2>/dev/null);"
-           " then printf %s \"$out\" | base64 -w0; echo; else echo absent; fi",
-           f"echo '@@{nonce} docker-runtimes'; if command -v docker >/dev/null &&"
-           " out=$(docker info --format '{{json .Runtimes}}' 2>/dev/null); then printf %s \"$out\" | base64 -w0;"
-           " echo; else echo absent; fi",
-           f"echo '@@{nonce} binary'; if [ -x {BINARY} ]; then echo yes; else echo no; fi",
-           f"echo '@@{nonce} active'; for s in containerd docker; do echo \"$s=$(systemctl is-active $s 2>/dev/null)\";"
-           " done",
-           f"echo '@@{nonce} own'"]
-    out += [f"[ -e {shlex.quote(p)} ] && echo {shlex.quote(p)}" for p in OWN_FILES]
+    parts_script = {
+        "nvidia-smi": f"echo '@@{nonce} nvidia-smi'; if out=$(nvidia-smi -L 2>&1); then printf %s \"$out\" |"
+                      " base64 -w0; echo; else echo failed; fi",
+        "config.toml": file("config.toml", CONFIG_TOML),
+        "daemon.json": file("daemon.json", DAEMON_JSON),
+        "docker-unit": f"echo '@@{nonce} docker-unit'; if systemctl cat docker.service >/tmp/.botlab-gpu-$$"
+                       " 2>/dev/null; then base64 -w0 /tmp/.botlab-gpu-$$; echo; else echo absent; fi;"
+                       " rm -f /tmp/.botlab-gpu-$$",
+        "dump": f"echo '@@{nonce} dump'; if command -v containerd >/dev/null &&"
+                " out=$(containerd config dump 2>/dev/null); then printf %s \"$out\" | base64 -w0; echo;"
+                " else echo absent; fi",
+        "docker-runtimes": f"echo '@@{nonce} docker-runtimes'; if command -v docker >/dev/null &&"
+                           " out=$(docker info --format '{{json .Runtimes}}' 2>/dev/null); then"
+                           " printf %s \"$out\" | base64 -w0; echo; else echo absent; fi",
+        "binary": f"echo '@@{nonce} binary'; if [ -x {BINARY} ]; then echo yes; else echo no; fi",
+        "active": f"echo '@@{nonce} active'; for s in containerd docker; do"
+                  " echo \"$s=$(systemctl is-active $s 2>/dev/null)\"; done",
+        "own": "\n".join([f"echo '@@{nonce} own'"]
+                         + [f"[ -e {shlex.quote(p)} ] && echo {shlex.quote(p)}" for p in OWN_FILES]),
+    }
+    out = ["# botlab gpu facts"] + [parts_script[name] for name in FACTS if name in wanted]
     out.append(f"echo '@@{nonce} end'")
     return "\n".join(out) + "\n"
 
@@ -137,9 +153,9 @@ def parse_facts(output: str, nonce: str) -> HostFacts:
                      active=active, own_files=tuple(ln for ln in sections.get("own", []) if ln))
 
 
-async def read_facts(ssh: SshDriver, host: str) -> HostFacts:
+async def read_facts(ssh: SshDriver, host: str, parts: Iterable[str] = FACTS) -> HostFacts:
     nonce = secrets.token_hex(8)
-    answer = await ssh.run(host, "sh -s", sudo=True, stdin=facts_script(nonce))
+    answer = await ssh.run(host, "sh -s", sudo=True, stdin=facts_script(nonce, parts))
     if f"@@{nonce} end" not in answer.stdout:
         raise StageError(f"the facts script ended early (exit {answer.exited}): {answer.stderr[-300:]}",
                          system="SSH", operation="gpu facts", where=host,
@@ -367,6 +383,34 @@ def _playbook_file(name: str) -> Any:
     return lambda inv: PLAYBOOKS / name
 
 
+def host_variables(method: str, host: str, f: HostFacts) -> dict[str, Any]:
+    """The playbook's variables for one GPU host, computed from its facts (pure)."""
+    base: dict[str, Any] = {"hostname": host, "gpu": True, "gpus": f.gpus or 0}
+    if method == "ssh-containerd":
+        if f.config_toml is None:
+            raise ValueError(f"{CONFIG_TOML} is missing (is the containerd charm deployed on {host}?)")
+        return {**base, "runtime": "containerd", "cri_dropin": cri_dropin(f.config_toml, host),
+                "config_toml": ensure_imports(f.config_toml, host)}
+    if f.docker_unit is None:
+        raise ValueError("docker.service is not installed (is the bundle's docker runtime deployed here?)")
+    declared = daemon_json_declares(f.daemon_json)
+    start = effective_exec_start(f.docker_unit)
+    return {**base, "runtime": "docker", "declared": declared,
+            "exec_start": start.replace(ADD_RUNTIME, "").rstrip()}
+
+
+
+async def ssh_host_plan(ssh: SshDriver, method: str, host: str, facts: HostFacts) -> HostPlan:
+    """One GPU host's playbook plan for an ssh method: its variables from `facts`, then the
+    playbook's own facts (with the handlers a run cut short left owed) in check mode."""
+    return await check_host(ssh, playbook_of(method), host, host_variables(method, host, facts))
+
+
+@functools.lru_cache(maxsize=4)
+def playbook_of(method: str) -> Playbook:
+    return Playbook.load(CONTAINERD_PLAYBOOK if method == "ssh-containerd" else DOCKER_PLAYBOOK)
+
+
 def method_of(inv: Inventory) -> tuple[str, str]:
     """(method, runtime name it configures)."""
     k8s = inv.kubernetes
@@ -421,7 +465,7 @@ class GpuStage(Stage[GpuPlan]):
     async def precheck(self, ctx: StageContext) -> None:
         method, _ = method_of(ctx.inventory)
         if method != "charm":
-            Playbook.load(CONTAINERD_PLAYBOOK if method == "ssh-containerd" else DOCKER_PLAYBOOK)
+            playbook_of(method)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -475,7 +519,7 @@ class GpuStage(Stage[GpuPlan]):
                             for h in gpu]
             return plan
         ssh = await self._ssh(ctx, cluster, gpu)
-        facts, errors = await _gather({h: read_facts(ssh, h) for h in gpu})
+        facts, errors = await _gather({h: read_facts(ssh, h, PLAN_FACTS[method]) for h in gpu})
         counts = self._check_counts(ctx, facts)
         if counts:
             listed = "; ".join(f"{h}: {e}" for h, e in sorted(counts.items()))
@@ -520,27 +564,8 @@ class GpuStage(Stage[GpuPlan]):
                 plan.changes.append(WaitCharm("wait", f"host {host}", f"gpu_driver is nvidia but {why}: waiting"
                                               " for the charm", host=host))
 
-    def _variables(self, method: str, host: str, f: HostFacts) -> dict[str, Any]:
-        base: dict[str, Any] = {"hostname": host, "gpu": True, "gpus": f.gpus or 0}
-        if method == "ssh-containerd":
-            if f.config_toml is None:
-                raise ValueError(f"{CONFIG_TOML} is missing (is the containerd charm deployed on {host}?)")
-            return {**base, "runtime": "containerd", "cri_dropin": cri_dropin(f.config_toml, host),
-                    "config_toml": ensure_imports(f.config_toml, host)}
-        if f.docker_unit is None:
-            raise ValueError("docker.service is not installed (is the bundle's docker runtime deployed here?)")
-        declared = daemon_json_declares(f.daemon_json)
-        start = effective_exec_start(f.docker_unit)
-        return {**base, "runtime": "docker", "declared": declared,
-                "exec_start": start.replace(ADD_RUNTIME, "").rstrip()}
-
     async def _plan_ssh(self, ctx: StageContext, ssh: SshDriver, plan: GpuPlan) -> None:
-        playbook = Playbook.load(CONTAINERD_PLAYBOOK if plan.method == "ssh-containerd" else DOCKER_PLAYBOOK)
-
-        async def one(host: str, f: HostFacts) -> HostPlan:
-            return await check_host(ssh, playbook, host, self._variables(plan.method, host, f))
-
-        host_plans, errors = await _gather({h: one(h, f) for h, f in plan.facts.items()})
+        host_plans, errors = await _gather({h: ssh_host_plan(ssh, plan.method, h, f) for h, f in plan.facts.items()})
         plan.errors.update(errors)
         for host in errors:
             plan.facts.pop(host, None)
@@ -555,10 +580,11 @@ class GpuStage(Stage[GpuPlan]):
                 elif s.action == "ok":
                     ok.append(Change("ok", f"{s.step.name} on {host}", s.reason))
             for name in hp.handlers:
+                why = "owed by a run cut short before it ran" if name in hp.owed else "a step changed"
                 plan.changes.append(Restart("restart" if name.startswith("restart") else "reload",
-                                            f"{name} on {host}", "a step changed", host=host, handler=name,
+                                            f"{name} on {host}", why, host=host, handler=name,
                                             command=handler_commands(name) or ""))
-            if not hp.todo:
+            if not hp.needed:
                 declared = plan.method == "ssh-docker" and daemon_json_declares(plan.facts[host].daemon_json)
                 ok.append(Change("ok", f"host {host}", f"{DAEMON_JSON} declares the runtime: left alone"
                                  if declared else f"runtime {SSH_RUNTIME} configured"))
@@ -577,7 +603,8 @@ class GpuStage(Stage[GpuPlan]):
         if plan.method == "charm":
             await self._apply_charm(ctx, ssh, cluster, plan, errors)
         else:
-            work = {h: self._apply_host(ctx, ssh, hp) for h, hp in plan.host_plans.items() if hp.todo}
+            work = {h: self._apply_host(ctx, ssh, plan.method, hp) for h, hp in plan.host_plans.items()
+                    if hp.needed}
             _, failed = await _gather(work)
             errors.update(failed)
         for host in gpu:
@@ -592,10 +619,22 @@ class GpuStage(Stage[GpuPlan]):
                           hosts={h: GpuHost(runtime=plan.runtime, method="charm" if plan.method == "charm" else "ssh",
                                             gpus=plan.facts[h].gpus or 0) for h in gpu if h in plan.facts})
 
-    async def _apply_host(self, ctx: StageContext, ssh: SshDriver, hp: HostPlan) -> HostResult:
+    async def _apply_host(self, ctx: StageContext, ssh: SshDriver, method: str, hp: HostPlan) -> HostResult:
+        """Apply one host's plan. When the connection breaks mid-way, the host is read again
+        over a fresh connection and what is still to do (handlers owed included) applied, once:
+        safe because every step is computed from the host's facts."""
+        from botlab.drivers.ssh import ConnectionLost
+
         result = HostResult(hp.host)
-        ctx.set_progress(hp.host, "applying", ", ".join(s.step.name for s in hp.todo))
-        await apply_host(ssh, hp, result)
+        ctx.set_progress(hp.host, "applying", ", ".join([s.step.name for s in hp.todo] + list(hp.handlers)))
+        try:
+            await apply_host(ssh, hp, result)
+        except ConnectionLost as exc:
+            ctx.note(f"{hp.host}: {exc.message}; reading the host again and going on")
+            again = await ssh_host_plan(ssh, method, hp.host, await read_facts(ssh, hp.host, PLAN_FACTS[method]))
+            result = HostResult(hp.host)
+            if again.needed:
+                await apply_host(ssh, again, result)
         if result.error is not None:
             raise StageError(result.error, system="SSH", where=hp.host)
         restarted = [h.name for h in result.handlers if h.status == "changed"]
@@ -641,7 +680,7 @@ class GpuStage(Stage[GpuPlan]):
                 if now - settled_since >= self.settle_s:
                     if ssh is None:
                         return
-                    facts, errors = await _gather({h: read_facts(ssh, h) for h in missing})
+                    facts, errors = await _gather({h: read_facts(ssh, h, PLAN_FACTS["charm"]) for h in missing})
                     missing = sorted([h for h, f in facts.items()
                                       if dump_runtime(f.dump, CHARM_RUNTIME) != BINARY or not f.binary] + list(errors))
                     if not missing:
@@ -712,8 +751,8 @@ class GpuStage(Stage[GpuPlan]):
         goes with `botlab down` anyway. Unreachable hosts are noted, not fatal: the kubernetes
         stage's teardown releases them next."""
         cluster = ctx.outputs(KubernetesOutputs)
-        if cluster is None:
-            return None
+        if cluster is None or ctx.store.stage(self.name) is None:
+            return None  # never ran here: no host carries a drop-in of botlab's
         hosts = [h for h in cluster.hosts if cluster.hosts[h].address]
         ssh = await self._ssh(ctx, cluster, hosts)
         script = "\n".join([

@@ -35,11 +35,11 @@ LIMIT_S = 90.0  # no single run may take longer: a hang fails the test instead o
 
 
 def up_until(lab: KubeLab, lines: int, act: Callable[[subprocess.Popen[str]], Any]) -> tuple[int, str]:
-    """`botlab up` as its own process; `act(process)` runs once botlab has printed `lines` lines.
-    Returns its exit code and output."""
+    """`botlab up kubernetes` (the lab has no hosts for the gpu stage's SSH) as its own process;
+    `act(process)` runs once botlab has printed `lines` lines. Returns its exit code and output."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **KNOBS)
-    proc = subprocess.Popen([sys.executable, "-m", "botlab.cli", "-i", str(lab.inventory), "up"], env=env,
-                            cwd=lab.tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "botlab.cli", "-i", str(lab.inventory), "up", "kubernetes"],
+                            env=env, cwd=lab.tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: list[str] = []
 
     def read() -> None:

@@ -9,7 +9,7 @@ import io
 import json
 import os
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +18,8 @@ import yaml
 from botlab.app import Environment
 from botlab.cli import main
 from botlab.lab import control, specs
+from botlab.pipeline import Stage
+from botlab.stages import default_stages
 from botlab.state import StateStore
 
 T = TypeVar("T")
@@ -100,9 +102,16 @@ class KubeLab:
 
     # -- botlab -----------------------------------------------------------------------------------
 
+    def stages(self) -> Sequence[Stage[Any]]:
+        """botlab's stages; a lab without hosts has nothing at its machines' addresses, so its
+        pipeline stops after kubernetes (the gpu stage works over SSH)."""
+        if self.info.hosts:
+            return default_stages()
+        return [s for s in default_stages() if s.name in ("enlist", "kubernetes")]
+
     def botlab(self, *args: str) -> int:
         out, err = io.StringIO(), io.StringIO()
-        env = Environment(cwd=self.tmp, environ=dict(os.environ), stdout=out, stderr=err)
+        env = Environment(cwd=self.tmp, environ=dict(os.environ), stdout=out, stderr=err, stages=self.stages)
         code = main(["-i", str(self.inventory), *args], env)
         self.stdout, self.stderr = out.getvalue(), err.getvalue()
         return code
@@ -140,6 +149,33 @@ class KubeLab:
                 await controller.disconnect()
 
         return asyncio.run(scenario())
+
+    # -- lab hosts -----------------------------------------------------------------------------
+
+    def host(self, hostname: str) -> Any:
+        """A fabric Connection to a deployed lab host as the operator (any host key accepted:
+        the tests that check keys do it through botlab)."""
+        import paramiko
+        from fabric import Connection
+
+        address = self.maas_machines()[hostname]["ip_addresses"][0]
+        conn = Connection(address, user="ubuntu", connect_timeout=10,
+                          connect_kwargs={"key_filename": str(self.info.dir / "keys" / "id_ed25519"),
+                                          "look_for_keys": False, "allow_agent": False})
+        conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        return conn
+
+    def host_sh(self, hostname: str, command: str) -> tuple[int, str]:
+        """`command` on a lab host: (exit code, stdout)."""
+        with self.host(hostname) as conn:
+            result = conn.run(command, hide=True, warn=True, in_stream=False)
+            return result.exited, result.stdout
+
+    def host_netns(self, hostname: str) -> str:
+        """The network namespace a lab host lives in (`ip -n NS link set eth0 down` cuts it off)."""
+        from botlab.lab.hosts import names
+
+        return names.netns(names.lab_id(self.info.dir), hostname)
 
     def stage(self, name: str, doc: dict[str, Any]) -> dict[str, Any]:
         return next(s for s in doc["stages"] if s["stage"] == name)

@@ -306,7 +306,8 @@ steps:
 def local_run(shell: LocalShell, root: Path, *, check: bool = False, text: str = LOCAL) -> Any:
     playbook = Playbook.parse(text, "local.yaml")
     hosts = {h["hostname"]: {**h, "root": str(root)} for h in (GPU_HOST, CPU_HOST)}
-    return asyncio.run(run_playbook(shell, playbook, hosts, check=check))  # type: ignore[arg-type]
+    return asyncio.run(run_playbook(shell, playbook, hosts, check=check,  # type: ignore[arg-type]
+                                    pending_dir=str(root / "owed")))
 
 
 needs_dpkg = pytest.mark.skipif(run_shell("command -v dpkg-query").returncode != 0, reason="no dpkg-query here")
@@ -367,3 +368,54 @@ def test_a_step_plan_is_what_the_apply_script_runs() -> None:
     plan = plan_of(FILE, Facts(files={"/etc/app.conf": FileFact(False)}))
     assert isinstance(plan.steps[0], StepPlan)
     assert plan.steps[0].script in apply_script(plan, "n")
+
+
+def test_handlers_owed_by_a_run_cut_short_run_even_when_no_step_changes() -> None:
+    facts = Facts(files={"/etc/app.conf": FileFact(True, "0644", "root:root", "a = 2\n")},
+                  pending=("restart app",))
+    playbook = Playbook.parse(FILE, "test.yaml")
+    plan = plan_host("node-01", render(playbook, CPU_HOST), facts, playbook.pending_file("/var/lib/x"))
+    assert plan.todo == () and plan.needed
+    assert plan.handlers == ("restart app",) and plan.owed == ("restart app",)
+    script = apply_script(plan, "n")
+    record = script.index("/var/lib/x/test.tmp")  # recorded first, removed after the last handler
+    assert record < script.index("systemctl restart app") < script.index("rm -f -- /var/lib/x/test")
+    assert not plan_host("node-01", render(playbook, CPU_HOST), Facts(files=facts.files)).needed
+
+
+def test_owed_handlers_are_read_back_from_the_hosts_record() -> None:
+    steps = [r for r in render(Playbook.parse(FILE, "t.yaml"), CPU_HOST) if isinstance(r, Rendered)]
+    script = facts_script(steps, "abc", "/var/lib/botlab/handlers/t")
+    assert "cat -- /var/lib/botlab/handlers/t" in script
+    output = "@@abc pending\nrestart app\nrm -rf /\n\n@@abc end\n"
+    assert parse_facts(output, steps, "abc").pending == ("restart app",)  # only known handlers
+
+
+@needs_dpkg
+def test_a_handler_that_failed_is_owed_and_runs_on_the_next_run(tmp_path: Path) -> None:
+    shell, root = LocalShell(tmp_path / "bin"), tmp_path / "hosts"
+    flaky = tmp_path / "bin" / "systemctl"
+    flaky.write_text(f'#!/bin/sh\nif [ "$1" = restart ] && [ -e {tmp_path}/fail ]; then rm {tmp_path}/fail; exit 1;'
+                     f' fi\necho "$@" >> {shlex.quote(str(shell.calls))}\n')
+    (tmp_path / "fail").touch()
+    playbook = Playbook.parse(LOCAL, "local.yaml")
+
+    def run() -> Any:
+        hosts = {"node-04": {**GPU_HOST, "root": str(root)}}
+        return asyncio.run(run_playbook(shell, playbook, hosts,  # type: ignore[arg-type]
+                                        pending_dir=str(root / "owed")))
+
+    first = run()
+    assert "handler 'restart demo' failed" in first.failed["node-04"]  # its files are written, the restart owed
+    assert (root / "owed" / "local").read_text() == "daemon-reload\nrestart demo\n"
+    second = run()
+    assert second.failed == {} and second.changed == []
+    assert [(h.name, h.status) for h in second.hosts["node-04"].handlers] == [("daemon-reload", "changed"),
+                                                                            ("restart demo", "changed")]
+    assert shell.handler_calls() == ["daemon-reload", "daemon-reload", "restart demo"]
+    assert not (root / "owed" / "local").exists()
+    assert third_changes_nothing(run())
+
+
+def third_changes_nothing(result: Any) -> bool:
+    return result.failed == {} and all(h.handlers == [] for h in result.hosts.values())

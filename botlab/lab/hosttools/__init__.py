@@ -29,8 +29,10 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib", "botlab-lab"))
+import hostlib  # noqa: E402
 import {module}  # noqa: E402
 
+hostlib.injected_faults(sys.argv)
 sys.exit({module}.main(sys.argv))
 """
 

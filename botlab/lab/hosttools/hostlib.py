@@ -8,7 +8,9 @@ BOTLAB_HOST_ROOT (on a real lab host it is unset: the host's root is "/").
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import functools
 import json
 import os
@@ -20,6 +22,7 @@ from typing import Any, NoReturn
 
 FACTS_PATH = "/etc/botlab-lab/host.json"
 JOURNAL_DIR = "/var/log/botlab-lab/journal"
+FAULTS_PATH = "/etc/botlab-lab/faults.json"
 
 
 def root() -> Path:
@@ -252,3 +255,56 @@ def logrus_line(level: str, msg: str, **fields: Any) -> str:
 def log(level: str, msg: str, **fields: Any) -> None:
     """Log a logrus line to stderr (the journal, under systemctl)."""
     print(logrus_line(level, msg, **fields), file=sys.stderr, flush=True)
+
+
+# --- injected faults ------------------------------------------------------------------------------
+
+
+def injected_faults(argv: list[str]) -> None:
+    """The host's injected faults (FAULTS_PATH, root's, written by a test as root):
+    `{"drop_ssh": [{"command": "systemctl restart containerd", "times": 1}]}` cuts the SSH
+    session of a tool run whose command line starts with `command` (the tool does not run, as a
+    network blip at that moment would leave it), `times` times. Tools run by other users never
+    see the file. Every tool's wrapper calls this first; without the file it costs one open()."""
+    try:
+        fd = os.open(host_path(FAULTS_PATH), os.O_RDWR)
+    except OSError:
+        return
+    line = " ".join([os.path.basename(argv[0]), *argv[1:]])
+    with os.fdopen(fd, "r+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            data = json.load(fh)
+        except ValueError:
+            return
+        hit = next((f for f in data.get("drop_ssh") or [] if int(f.get("times", 1)) > 0
+                    and line.startswith(str(f.get("command", "\0")))), None)
+        if hit is None:
+            return
+        hit["times"] = int(hit.get("times", 1)) - 1
+        fh.seek(0)
+        fh.truncate()
+        json.dump(data, fh)
+    for pid in _session_sshd():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    sys.exit(255)
+
+
+def _session_sshd() -> list[int]:
+    """This process's per-connection sshd ancestors (`sshd: USER [priv]`, `sshd: USER@notty`), never the
+    listener."""
+    found = []
+    pid = os.getppid()
+    while pid > 1:
+        fields = _stat_fields(pid)
+        if fields is None:
+            break
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            break
+        if cmdline.startswith("sshd: ") and "[listener]" not in cmdline:
+            found.append(pid)
+        pid = int(fields[1])
+    return found
