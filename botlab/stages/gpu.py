@@ -28,6 +28,7 @@ import json
 import re
 import secrets
 import shlex
+import sys
 import time
 import tomllib
 from collections.abc import Awaitable, Iterable, Mapping
@@ -54,7 +55,13 @@ if TYPE_CHECKING:
     from botlab.drivers.ssh import SshDriver
     from botlab.inventory import Inventory
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+def _playbooks_dir() -> Path:
+    """playbooks/ of a source checkout, else where setup.cfg's data_files installed it."""
+    here = Path(__file__).resolve().parents[2] / "playbooks"
+    return here if here.is_dir() else Path(sys.prefix) / "share" / "botlab" / "playbooks"
+
+
+PLAYBOOKS = _playbooks_dir()
 CONTAINERD_PLAYBOOK = PLAYBOOKS / "gpu-containerd.yaml"
 DOCKER_PLAYBOOK = PLAYBOOKS / "gpu-docker.yaml"
 
