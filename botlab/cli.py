@@ -136,6 +136,26 @@ def validate(opts: Options) -> None:
     )
 
 
+@cli.command()
+@global_options
+@pass_options
+def fetch(opts: Options) -> None:
+    """Download the pinned upstream files the inventory needs into .botlab/artifacts/ and check
+    their sha256 (copy that folder to a site without internet). Already cached files are checked,
+    not downloaded again."""
+    from botlab import artifacts, views
+
+    inv = opts.load()
+    cache = artifacts.cache_for(inv)
+    done = [cache.fetch(a) for a in artifacts.needed(inv)]
+    rows = [[f.artifact.name, f.action, f.artifact.sha256[:16] + "...", f.artifact.url] for f in done]
+    text = views.table(rows, ["artifact", "action", "sha256", "from"]) if rows else "nothing to fetch"
+    opts.emit(f"{text}\ncache: {cache.folder}", {
+        "cache": str(cache.folder),
+        "artifacts": [{"name": f.artifact.name, "action": f.action, "sha256": f.artifact.sha256,
+                       "url": f.artifact.url, "path": str(f.path)} for f in done]})
+
+
 REMOVE_OPTION = click.option(
     "--remove", "remove", metavar="HOST", multiple=True,
     help="HOST left the inventory but is still deployed: untag and forget it anyway (repeatable).")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from botlab.inventory.schema import (
+    ARTIFACTS,
     JUJU,
     KUBEFLOW,
     KUBERNETES,
@@ -44,6 +45,7 @@ TABLES: dict[str, Node] = {
     "nfs": NFS,
     "metallb": METALLB,
     "kubeflow": KUBEFLOW,
+    "artifacts": ARTIFACTS,
 }
 
 HEADER = "| key | type | default | meaning |\n|---|---|---|---|"

@@ -17,6 +17,8 @@ from typing import Any
 from botlab.errors import InputError, Location, Problem
 from botlab.inventory import schema
 from botlab.inventory.model import (
+    ArtifactsConfig,
+    ArtifactSource,
     Hardware,
     Inventory,
     JujuConfig,
@@ -68,6 +70,8 @@ MODELS: dict[Node, Callable[..., Any]] = {
     schema.NFS: NfsConfig,
     schema.METALLB: MetallbConfig,
     schema.KUBEFLOW: KubeflowConfig,
+    schema.ARTIFACTS: ArtifactsConfig,
+    schema.ARTIFACT: ArtifactSource,
 }
 
 

@@ -106,6 +106,19 @@ class KubeflowConfig:
 
 
 @dataclass(frozen=True)
+class ArtifactSource:
+    """Where one upstream file comes from, and the sha256 it must have."""
+
+    url: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ArtifactsConfig:
+    nvidia_device_plugin: ArtifactSource | None = field(default=default("artifacts.nvidia_device_plugin"))
+
+
+@dataclass(frozen=True)
 class Inventory:
     name: str
     path: Path
@@ -117,6 +130,7 @@ class Inventory:
     nfs: NfsConfig | None = field(default=default("nfs"))
     metallb: MetallbConfig | None = field(default=default("metallb"))
     kubeflow: KubeflowConfig | None = field(default=default("kubeflow"))
+    artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
     locations: Mapping[str, Location] = field(default_factory=lambda: MappingProxyType({}), compare=False, repr=False)
 
     @property

@@ -344,6 +344,28 @@ METALLB = Node(
     )
 )
 
+SHA256 = text("a sha256 (64 lowercase hex digits)", re.compile(r"[0-9a-f]{64}\Z"))
+
+ARTIFACT = Node(
+    (
+        Key("url", URL, "where to download it: a mirror of the upstream file, or a copy on an air-gapped site"),
+        Key("sha256", SHA256, "the file's sha256: a download or cached copy with another sum stops the stage"),
+    ),
+    label="artifact",
+)
+
+ARTIFACTS = Node(
+    (
+        Key(
+            "nvidia_device_plugin",
+            ARTIFACT,
+            "the NVIDIA device plugin's static manifest (the gpu stage)",
+            default=None,
+            shown="NVIDIA/k8s-device-plugin v0.20.0, pinned in botlab/artifacts.py",
+        ),
+    )
+)
+
 KUBEFLOW = Node(
     (
         Key(
@@ -366,6 +388,8 @@ TOP = Node(
         Key("nfs", NFS, "shared storage", default=None, shown="off"),
         Key("metallb", METALLB, "LoadBalancer addresses", default=None, shown="off"),
         Key("kubeflow", KUBEFLOW, "Kubeflow on the cluster", default=None, shown="off"),
+        Key("artifacts", ARTIFACTS, "where the upstream files botlab applies come from (`botlab fetch`)",
+            default={}, shown="the pinned upstream files"),
     )
 )
 

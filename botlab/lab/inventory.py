@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from botlab.lab import artifacts
 from botlab.lab.spec import LabSpec, MachineSpec
 
 POWER_PASS = "lab-power-password"
@@ -142,6 +143,7 @@ def write_lab_inventory(
         "kubernetes": {"channel": "1.31/stable", "container_runtime": "containerd"},
         "metallb": {"version": "v0.14.8", "addresses": [_metallb_range(spec)]},
         "kubeflow": {"channel": "1.9/stable"},
+        "artifacts": artifacts.inventory_section(maas_url.split("/MAAS", 1)[0].rstrip("/")),
     }
     if nfs:
         doc["nfs"] = {"server": nfs, "allowed_network": str(spec.network.network)}

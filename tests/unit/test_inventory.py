@@ -490,6 +490,7 @@ def test_fingerprint_data_shows_references_not_values(tmp_path: Path) -> None:
     assert gpu["power"]["parameters"]["power_pass"] == {"env": "IPMI_PASS"}
     json.dumps(inv.fingerprint_data())  # all of it is JSON-able
     assert set(inv.fingerprint_data()) == {
+        "artifacts",
         "lab",
         "maas",
         "juju",

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from botlab.lab.artifacts import ArtifactServer
 from botlab.lab.events import EventLog
 from botlab.lab.maas.api import MaasApi, request_counters
 from botlab.lab.maas.control import ControlApi
@@ -65,6 +66,8 @@ class MaasEmulator(StartStop):
         self.app = web.Application()
         self.app.add_routes(api.routes())
         self.app.add_routes(ControlApi(self).routes())
+        self.artifacts = ArtifactServer()
+        self.app.add_routes(self.artifacts.routes())
         self.app.on_startup.append(self._on_startup)
         self.app.on_cleanup.append(self._on_cleanup)
         self._thread: AppThread | None = None
