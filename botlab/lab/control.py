@@ -18,7 +18,14 @@ from botlab.errors import StageError, UsageError
 from botlab.lab.hosttools.hostlib import pid_alive
 
 START_TIMEOUT_S = 30.0
-NO_HOSTS_CIDR = "127.77.0.0/16"  # a records-only lab's machine addresses (see start())
+
+
+def no_hosts_cidr(lab_dir: Path) -> str:
+    """A records-only lab's machine addresses: a /16 of loopback picked by the lab folder, so two
+    such labs' services (the Kubernetes API on the control plane's address) do not collide."""
+    from botlab.lab.hosts.names import lab_id
+
+    return f"127.{64 + int(lab_id(lab_dir), 16) % 128}.0.0/16"
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ def start(
     """Spawn the lab daemon for `spec_doc` and wait until it serves (lab.json written).
     `hosts`: back deployed machines with SSH hosts (None: when this process can, i.e. root)."""
     from botlab.lab.hosts.network import hosts_supported
-    from botlab.lab.spec import load_spec
+    from botlab.lab.spec import NetworkSpec, load_spec
 
     why_not = hosts_supported()
     if hosts and why_not:
@@ -76,10 +83,10 @@ def start(
     if running and running.alive:
         raise UsageError(f"a lab is already running in {lab_dir} (pid {running.pid});"
                          f" stop it with `botlab lab stop --dir {lab_dir}`")
-    if not hosts and "cidr" not in (spec_doc.get("network") or {}):
+    if not hosts and (spec_doc.get("network") or {}).get("cidr", NetworkSpec.cidr) == NetworkSpec.cidr:
         # Nothing holds a records-only lab's addresses: put them on loopback, so a stage that
         # connects to a machine (the gpu stage's SSH) is refused here and sends nothing away.
-        spec_doc = {**spec_doc, "network": {**(spec_doc.get("network") or {}), "cidr": NO_HOSTS_CIDR}}
+        spec_doc = {**spec_doc, "network": {**(spec_doc.get("network") or {}), "cidr": no_hosts_cidr(lab_dir)}}
     load_spec(spec_doc)  # a bad spec fails here, in the caller, not in the background
     lab_dir.mkdir(parents=True, exist_ok=True)
     import yaml

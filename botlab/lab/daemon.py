@@ -56,6 +56,9 @@ def serve(lab_dir: Path) -> None:
             from botlab.lab.hosts.charms import HostCharms
 
             running.callback(HostCharms(juju, hosts).attach().detach)
+        from botlab.lab.k8s.cluster import LabClusters
+
+        running.callback(LabClusters(juju, hosts).attach().detach)
         inventory = write_lab_inventory(
             lab_dir, spec, maas_url, settings["name"],
             juju_data=juju_data, juju_controller=juju.controller_name, juju_cloud=juju.cloud_name,

@@ -65,8 +65,10 @@ class ServerThread(StartStop):
         name: str = "lab-app",
         label: str | None = None,
         on_stop: Callable[[], Awaitable[None]] | None = None,
+        bind: Callable[[str, int], socket.socket] | None = None,
     ) -> None:
         self.host = host
+        self._bind = bind or _bind  # how a port's socket is made (in a lab host's network namespace, say)
         self.name = name
         self._label = label or name
         self._sites = sites
@@ -107,7 +109,7 @@ class ServerThread(StartStop):
         if self._thread is not None:
             raise RuntimeError("the app thread was already started")
         # Bind before the thread starts so the ports are known and a clash fails here, loudly.
-        socks = [_bind(self.host, port) for port in self._bind_ports]
+        socks = [self._bind(self.host, port) for port in self._bind_ports]
         self._ready.clear()
         self._error = None
         self._thread = threading.Thread(target=self._run, args=(socks,), name=self.name, daemon=True)

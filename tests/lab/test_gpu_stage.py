@@ -136,6 +136,19 @@ def test_ssh_containerd_registers_the_runtime_on_gpu_hosts_only_and_a_rerun_chan
     assert {h: running(ctd, h)["started_at"] for h in GPU} == started  # zero restarts
 
 
+def test_the_clusters_api_answers_at_the_control_plane_hosts_address(ctd: KubeLab) -> None:
+    """With lab hosts, the API server listens inside the control-plane host's network namespace,
+    where the kubeconfig from Juju's get-kubeconfig points."""
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(str(ctd.inventory.parent / ".botlab" / "kubeconfig")))
+    nodes = {n.metadata.name: n for n in api.list_node().items}
+    assert sorted(nodes) == sorted([*GPU, *OTHERS])
+    hosts = outputs(ctd, "kubernetes")["hosts"]
+    for name, node in nodes.items():
+        assert {a.type: a.address for a in node.status.addresses}["InternalIP"] == hosts[name]["address"]
+
+
 def test_the_charm_rerendering_config_toml_is_detected_and_repaired(ctd: KubeLab) -> None:
     set_config(ctd, "containerd-gpu", {"http_proxy": "http://proxy.lab:3128"})  # behind botlab's back
     for host in GPU:  # the charm renders the whole file again, without the imports line

@@ -11,12 +11,15 @@ check for and clean up hosts without paying for the host manager's imports (the 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ipaddress
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -149,3 +152,36 @@ def sweep_lab(lab_dir: Path) -> list[str]:
     removed = sweep(names.lab_id(lab_dir))
     shutil.rmtree(lab_dir / HOSTS_DIR, ignore_errors=True)
     return removed
+
+
+def listen_in(netns: str, address: str, port: int, backlog: int = 128) -> socket.socket:
+    """A TCP socket listening on `address:port` inside a host's network namespace, for a
+    service the lab plays on that host (the Kubernetes API on the control-plane host): made in
+    a thread that enters the namespace (setns affects only the calling thread), so this process
+    stays where it is and serves the socket from its own event loop."""
+    CLONE_NEWNET = 0x40000000
+    libc = ctypes.CDLL(None, use_errno=True)
+    made: list[socket.socket] = []
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with open(f"/run/netns/{netns}") as ns:
+                if libc.setns(ns.fileno(), CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise HostError(f"cannot enter network namespace {netns}: {os.strerror(err)}")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address, port))
+            sock.listen(backlog)
+            made.append(sock)
+        except BaseException as exc:  # handed to the caller
+            failed.append(exc)
+
+    thread = threading.Thread(target=work, name=f"netns-{netns}")
+    thread.start()
+    thread.join()
+    if failed:
+        exc = failed[0]
+        raise exc if isinstance(exc, HostError) else HostError(f"listen on {address}:{port} in {netns}: {exc}")
+    return made[0]

@@ -300,7 +300,8 @@ CLUSTER_KEY = "kubernetes-cluster"
 
 
 def cluster_secrets(model: ModelState) -> dict[str, str]:
-    """The model's Kubernetes cluster CA (PEM) and admin token, made on first use."""
+    """The model's Kubernetes cluster CA (PEM, "ca"; its key, "ca_key") and admin token ("token"),
+    made on first use."""
     found = model.ext.get(CLUSTER_KEY)
     if isinstance(found, dict):
         return found
@@ -314,7 +315,11 @@ def cluster_secrets(model: ModelState) -> dict[str, str]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    found = {"ca": cert.public_bytes(serialization.Encoding.PEM).decode(), "token": secrets.token_urlsafe(24)}
+    # The CA's key stays with the model (in memory only): the lab's API server for this cluster
+    # (botlab/lab/k8s/cluster.py) gets its certificate signed by it.
+    found = {"ca": cert.public_bytes(serialization.Encoding.PEM).decode(), "token": secrets.token_urlsafe(24),
+             "ca_key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()).decode()}
     model.ext[CLUSTER_KEY] = found
     return found
 

@@ -627,6 +627,7 @@ class HookRun:
     hook: str  # install, config-changed, start ...
     hostname: str  # the unit's machine's hostname ("" for a unit with no machine yet)
     config: Mapping[str, Any]
+    address: str = ""  # the unit's address (its machine's)
 
 
 HookHandler = Callable[[HookRun], None]

@@ -393,6 +393,7 @@ async def _charm_work(w: World, unit: Unit, hook: str) -> str | None:
     run = catalogue.HookRun(
         model=w.model, unit=unit.name, application=unit.app.name, charm=unit.app.charm.name, hook=hook,
         hostname=str(machine.get("hostname") or ""), config=dict(unit.app.option_values()),
+        address=unit.public_address or "",
     )
     try:
         await asyncio.to_thread(catalogue.run_hook_handlers, run)

@@ -1,0 +1,191 @@
+"""The lab's Kubernetes clusters: what Charmed Kubernetes runs once Juju deployed it.
+
+When a model's kubernetes-control-plane unit starts, its kube-apiserver comes up: the lab serves
+a K8sApiServer for that model at the unit's address, port 6443, the address the
+`get-kubeconfig` action names (botlab/lab/juju/actions.py), with the model's cluster CA and
+admin token (`cluster_secrets`). With lab hosts the socket is made inside the control-plane
+host's network namespace, so the server answers exactly where a real one would; without hosts
+the machines' addresses are on loopback and it binds there. When a kubernetes-control-plane or
+kubernetes-worker unit starts, its kubelet registers the machine's Node (name: the hostname,
+InternalIP, the usual labels). The model's removal stops its server.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from botlab.lab.juju import catalogue
+from botlab.lab.juju.actions import cluster_secrets
+from botlab.lab.k8s.server import K8sApiServer, make_certs
+from botlab.lab.thread import ServerThread, Site
+
+if TYPE_CHECKING:
+    from botlab.lab.hosts.manager import HostManager
+    from botlab.lab.juju.emulator import JujuEmulator
+    from botlab.lab.juju.state import ModelState
+
+log = logging.getLogger("botlab.lab.k8s")
+
+API_PORT = 6443
+CONTROL_PLANE = "kubernetes-control-plane"
+KUBELET_CHARMS = (CONTROL_PLANE, "kubernetes-worker")
+KUBERNETES_VERSION = "1.31.4"  # what the 1.31/stable channel deploys in the lab
+
+
+def node_object(hostname: str, address: str, application: str, charm: str, now: str) -> dict[str, Any]:
+    """The Node a kubelet registers for its machine (Charmed Kubernetes labels it with its
+    application, and control-plane nodes with the control-plane role)."""
+    labels = {"kubernetes.io/hostname": hostname, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+              "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64", "juju-application": application}
+    if charm == CONTROL_PLANE:
+        labels["node-role.kubernetes.io/control-plane"] = ""
+    ident = hashlib.md5(hostname.encode()).hexdigest()  # an identifier, not security
+    ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
+             "lastHeartbeatTime": now, "lastTransitionTime": now}
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": hostname, "labels": labels},
+        "spec": {},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": hostname}],
+            "conditions": [ready],
+            "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"},
+            "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
+            "nodeInfo": {"kubeletVersion": f"v{KUBERNETES_VERSION}", "kubeProxyVersion": f"v{KUBERNETES_VERSION}",
+                         "containerRuntimeVersion": "containerd://1.7.22", "operatingSystem": "linux",
+                         "architecture": "amd64", "osImage": "Ubuntu 22.04.5 LTS",
+                         "kernelVersion": "5.15.0-126-generic",
+                         "machineID": ident, "systemUUID": str(uuid.UUID(ident)), "bootID": ident[::-1]},
+        },
+    }
+
+
+class Cluster:
+    """One model's API server, served from its own thread."""
+
+    def __init__(self, model: ModelState, address: str, bind: Any) -> None:
+        found = cluster_secrets(model)
+        certs = make_certs([address], ca_cert=found["ca"], ca_key=found["ca_key"])
+        self.address = address
+        self.server = K8sApiServer(address, API_PORT, found["token"], certs=certs,
+                                   kubernetes_version=KUBERNETES_VERSION)
+        self.thread = ServerThread(lambda: [Site(self.server.app(), self.server.ssl_context())], [API_PORT],
+                                   host=address, name=f"k8s-{model.name}", label=f"the Kubernetes API of {model.name}",
+                                   on_stop=self.server.close_watches, bind=bind)
+        self.server.thread = self.thread
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.thread.stop()
+
+    def register_node(self, node: dict[str, Any]) -> None:
+        """Create the Node, or refresh its addresses and labels (a kubelet re-registering)."""
+        store = self.server.store
+
+        def work() -> None:
+            nodes = store.type_of("", "nodes")
+            name = node["metadata"]["name"]
+            live = store.find(nodes, None, name)
+            if live is None:
+                store.create(nodes, None, node)
+                return
+            merged = {**live, "metadata": {**live["metadata"],
+                                           "labels": {**live["metadata"].get("labels", {}),
+                                                      **node["metadata"]["labels"]}},
+                      "status": {**live.get("status", {}), "addresses": node["status"]["addresses"]}}
+            store.update(nodes, None, name, merged)
+
+        self.server.call(work)
+
+
+class LabClusters:
+    """Connects one Juju emulator's models to API servers (see the module doc)."""
+
+    def __init__(self, juju: JujuEmulator, hosts: HostManager | None) -> None:
+        self.juju = juju
+        self.hosts = hosts
+        self.clusters: dict[str, Cluster] = {}  # model uuid -> its cluster
+        self._waiting: dict[str, list[tuple[str, str, str, str]]] = {}  # model uuid -> kubelets started before it
+        self._lock = threading.Lock()
+
+    def attach(self) -> LabClusters:
+        catalogue.register_hook_handler(self.on_hook)
+        self.juju.state.on_model_removed.append(self.model_removed)
+        return self
+
+    def detach(self) -> None:
+        catalogue.unregister_hook_handler(self.on_hook)
+        if self.model_removed in self.juju.state.on_model_removed:
+            self.juju.state.on_model_removed.remove(self.model_removed)
+        with self._lock:
+            clusters, self.clusters = list(self.clusters.values()), {}
+        for cluster in clusters:
+            cluster.stop()
+
+    def on_hook(self, run: catalogue.HookRun) -> None:
+        if run.hook != "start" or run.charm not in KUBELET_CHARMS or not run.address:
+            return
+        try:
+            self._started(run)
+        except Exception:  # the hook fails (the unit goes to error); the lab's log says why
+            log.exception("%s: the start hook's Kubernetes work failed", run.unit)
+            raise
+
+    def _started(self, run: catalogue.HookRun) -> None:
+        if self.juju.state.models.get(run.model.uuid) is not run.model:
+            return  # another emulator's model, in the same process
+        node = (run.hostname, run.address, run.application, run.charm)
+        cluster = self.ensure(run.model, run.address) if run.charm == CONTROL_PLANE else self.cluster(run.model)
+        if cluster is None:  # its kubelet keeps trying until an API server answers
+            with self._lock:
+                self._waiting.setdefault(run.model.uuid, []).append(node)
+            return
+        with self._lock:
+            nodes = [*self._waiting.pop(run.model.uuid, []), node]
+        for hostname, address, application, charm in nodes:
+            cluster.register_node(node_object(hostname, address, application, charm, cluster.server.store.now()))
+
+    def cluster(self, model: ModelState) -> Cluster | None:
+        with self._lock:
+            return self.clusters.get(model.uuid)
+
+    def ensure(self, model: ModelState, address: str) -> Cluster:
+        """The model's cluster, started at `address` on its first control-plane unit."""
+        with self._lock:
+            found = self.clusters.get(model.uuid)
+            if found is not None:
+                return found
+            cluster = Cluster(model, address, self._binder(address))
+            cluster.start()
+            self.clusters[model.uuid] = cluster
+            log.info("Kubernetes API of model %s at https://%s:%d", model.name, address, API_PORT)
+            return cluster
+
+    def _binder(self, address: str) -> Any:
+        """Bind inside the lab host that holds `address`, or (no hosts) on this machine."""
+        if self.hosts is None:
+            return None
+        host = next((h for h in self.hosts.hosts() if h.address == address), None)
+        if host is None:
+            return None
+        from botlab.lab.hosts.network import listen_in
+
+        return functools.partial(_listen_in, listen_in, host.netns)
+
+    def model_removed(self, model: ModelState) -> None:
+        with self._lock:
+            cluster = self.clusters.pop(model.uuid, None)
+            self._waiting.pop(model.uuid, None)
+        if cluster is not None:
+            threading.Thread(target=cluster.stop, name=f"k8s-stop-{model.name}", daemon=True).start()
+
+
+def _listen_in(listen_in: Any, netns: str, host: str, port: int) -> Any:
+    return listen_in(netns, host, port)

@@ -1,0 +1,92 @@
+"""The lab's Kubernetes cluster end to end: after `botlab up kubernetes`, the kubeconfig botlab
+fetched through Juju's get-kubeconfig action reaches the lab's API server at the control-plane
+unit's address (port 6443) with the model's CA and token; the official client and kubectl list
+a Node per machine running a kubelet (control plane and workers, not the NFS host); a wrong
+token is refused (401)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from kubernetes import client, config
+
+from tests.support.kubelab import KubeLab, running_lab
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeLab]:
+    with running_lab(tmp_path_factory.mktemp("cluster"), hosts=False) as lab:
+        assert lab.botlab("up", "kubernetes") == 0, lab.stdout + lab.stderr
+        yield lab
+
+
+def kubeconfig(lab: KubeLab) -> str:
+    return str(lab.inventory.parent / ".botlab" / "kubeconfig")
+
+
+def api(lab: KubeLab, token: str | None = None) -> client.CoreV1Api:
+    conf = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig(lab), client_configuration=conf)
+    if token is not None:
+        conf.refresh_api_key_hook = None  # the loader's hook would put the kubeconfig's token back
+        conf.api_key = {"authorization": f"Bearer {token}"}
+    return client.CoreV1Api(client.ApiClient(conf))
+
+
+def kubelet_hosts(lab: KubeLab) -> dict[str, str]:
+    """hostname -> application, for the machines whose units run a kubelet."""
+    status = lab.json("status")
+    hosts = next(s for s in status["stages"] if s["stage"] == "kubernetes")["outputs"]["hosts"]
+    out = {}
+    for hostname, host in hosts.items():
+        apps = [u.split("/")[0] for u in host["units"]]
+        kubelet = [a for a in apps if a.startswith(("kubernetes-control-plane", "kubernetes-worker"))]
+        if kubelet:
+            out[hostname] = kubelet[0]
+    return out
+
+
+def test_the_fetched_kubeconfig_reaches_the_clusters_api_and_lists_its_nodes(cluster: KubeLab) -> None:
+    with open(kubeconfig(cluster)) as fh:
+        server = yaml.safe_load(fh)["clusters"][0]["cluster"]["server"]
+    status = cluster.json("status")
+    hosts = next(s for s in status["stages"] if s["stage"] == "kubernetes")["outputs"]["hosts"]
+    control = next(h for h, x in hosts.items() if any(u.startswith("kubernetes-control-plane/") for u in x["units"]))
+    assert server == f"https://{hosts[control]['address']}:6443"
+
+    nodes = api(cluster).list_node().items
+    expected = kubelet_hosts(cluster)
+    assert {n.metadata.name: n.metadata.labels["juju-application"] for n in nodes} == expected
+    for node in nodes:
+        addresses = {a.type: a.address for a in node.status.addresses}
+        assert addresses == {"InternalIP": hosts[node.metadata.name]["address"], "Hostname": node.metadata.name}
+        assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
+    control_node = next(n for n in nodes if n.metadata.name == control)
+    assert "node-role.kubernetes.io/control-plane" in control_node.metadata.labels
+    assert api(cluster).read_namespace("kube-system").metadata.name == "kube-system"
+
+
+def test_a_wrong_token_is_refused(cluster: KubeLab) -> None:
+    with pytest.raises(client.ApiException) as caught:
+        api(cluster, token="not-the-token").list_node()
+    assert caught.value.status == 401
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl on this machine")
+def test_kubectl_with_the_fetched_kubeconfig_lists_the_nodes(cluster: KubeLab) -> None:
+    done = subprocess.run(["kubectl", "--kubeconfig", kubeconfig(cluster), "get", "nodes", "-o", "name"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split()) == sorted(f"node/{h}" for h in kubelet_hosts(cluster))
+    table = subprocess.run(["kubectl", "--kubeconfig", kubeconfig(cluster), "get", "nodes"],
+                           capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0 and table.stdout.split()[:2] == ["NAME", "STATUS"], table.stdout + table.stderr
+    assert all(" Ready " in line for line in table.stdout.splitlines()[1:]), table.stdout
+
+
