@@ -13,7 +13,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from botlab.artifacts import ArtifactCache
     from botlab.drivers.juju import JujuDriver
+    from botlab.drivers.kubernetes import KubeDriver
     from botlab.drivers.maas import MaasDriver
     from botlab.drivers.ssh import SshDriver
     from botlab.inventory import Inventory
@@ -53,6 +57,21 @@ class Drivers:
             self._open["ssh"] = SshDriver.connect(self.inventory, self.environ)
         driver: SshDriver = self._open["ssh"]
         return driver
+
+    async def kube(self, kubeconfig: Path) -> KubeDriver:
+        """The new cluster's API, through the kubeconfig the kubernetes stage wrote."""
+        if "kube" not in self._open:
+            from botlab.drivers.kubernetes import KubeDriver
+
+            self._open["kube"] = KubeDriver.connect(kubeconfig, self.environ)
+        driver: KubeDriver = self._open["kube"]
+        return driver
+
+    async def artifacts(self) -> ArtifactCache:
+        """The pinned upstream files, from the state folder's cache (downloaded when missing)."""
+        from botlab.artifacts import cache_for
+
+        return cache_for(self.inventory)
 
     async def __aenter__(self) -> Drivers:
         return self

@@ -14,10 +14,8 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -569,61 +567,21 @@ def test_generation_follows_spec_changes_and_status_is_separate(api: client.ApiC
 # --- PATCH and apply: the wiring to patching.py / apply.py -----------------------------------
 
 
-@pytest.fixture
-def fake_patch_modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
-    """Stand-ins for botlab.lab.k8s.patching and .apply with the agreed signatures, recording
-    their calls (the server imports them inside the handler, on its own thread)."""
-    calls: dict[str, list[Any]] = {"patch": [], "apply": []}
-    patching = types.ModuleType("botlab.lab.k8s.patching")
-
-    class PatchError(Exception):
-        def __init__(self, status: int, message: str) -> None:
-            super().__init__(message)
-            self.status, self.message = status, message
-
-    def apply_patch(live: dict[str, Any], body: bytes, content_type: str, kind: str) -> dict[str, Any]:
-        calls["patch"].append((live["metadata"]["name"], body, content_type, kind))
-        patch = json.loads(body)
-        if patch.get("bad"):
-            raise PatchError(422, "the patch is bad")
-        return {**live, "data": {**(live.get("data") or {}), **patch.get("data", {})}}
-
-    patching.PatchError, patching.apply_patch = PatchError, apply_patch  # type: ignore[attr-defined]
-    apply = types.ModuleType("botlab.lab.k8s.apply")
-
-    class ApplyConflict(Exception):
-        def __init__(self, message: str, causes: list[dict[str, str]]) -> None:
-            super().__init__(message)
-            self.message, self.causes = message, causes
-
-    def server_side_apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, force: bool,
-                          now: str) -> dict[str, Any]:
-        calls["apply"].append((live is None, manager, force, now))
-        if applied.get("data", {}).get("conflict") and not force:
-            raise ApplyConflict('Apply failed with 1 conflict: conflict with "other": .data.conflict', [
-                {"type": "FieldManagerConflict", "message": 'conflict with "other"', "field": ".data.conflict"}])
-        out = {**(live or {}), **applied}
-        out["metadata"] = {**((live or {}).get("metadata") or {}), **applied["metadata"], "managedFields": [
-            {"manager": manager, "operation": "Apply", "time": now}]}
-        return out
-
-    apply.ApplyConflict, apply.server_side_apply = ApplyConflict, server_side_apply  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "botlab.lab.k8s.patching", patching)
-    monkeypatch.setitem(sys.modules, "botlab.lab.k8s.apply", apply)
-    return calls
+APPLY = "application/apply-patch+yaml"
 
 
-def test_patch_is_wired_to_apply_patch(api: client.ApiClient, core: client.CoreV1Api, namespace: str,
-                                       fake_patch_modules: dict[str, list[Any]]) -> None:
+def test_merge_and_json_patches_and_an_unsupported_patch_type(api: client.ApiClient, core: client.CoreV1Api,
+                                                              namespace: str) -> None:
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "cm"}, "data": {"a": "1"}})
     path = f"/api/v1/namespaces/{namespace}/configmaps/cm"
-    status, doc = raw(api, "PATCH", path, body={"data": {"b": "2"}},
+    status, doc = raw(api, "PATCH", path, body={"data": {"b": "2", "a": None}},
                       headers={"Content-Type": "application/merge-patch+json"})
-    assert status == 200 and doc["data"] == {"a": "1", "b": "2"}
-    assert fake_patch_modules["patch"] == [("cm", b'{"data": {"b": "2"}}', "application/merge-patch+json",
-                                            "ConfigMap")]
-    status, doc = raw(api, "PATCH", path, body={"bad": True}, headers={"Content-Type": "application/json-patch+json"})
-    assert (status, doc["message"], doc["code"]) == (422, "the patch is bad", 422)
+    assert status == 200 and doc["data"] == {"b": "2"}
+    status, doc = raw(api, "PATCH", path, body=[{"op": "test", "path": "/data/b", "value": "9"}],
+                      headers={"Content-Type": "application/json-patch+json"})
+    # handlers/patch.go: a failed json-patch op answers NewGenericServerResponse(422, ...)
+    assert (status, doc["reason"]) == (422, "Invalid") and doc["message"] == (
+        "the server rejected our request due to an error in our request")
     status, doc = raw(api, "PATCH", path, body={}, headers={"Content-Type": "text/plain"})
     assert status == 415 and doc["message"] == (
         "the body of the request was in an unknown format - accepted media types include: "
@@ -631,29 +589,52 @@ def test_patch_is_wired_to_apply_patch(api: client.ApiClient, core: client.CoreV
         "application/apply-patch+yaml")
 
 
-def test_apply_is_wired_to_server_side_apply(api: client.ApiClient, core: client.CoreV1Api, namespace: str,
-                                             fake_patch_modules: dict[str, list[Any]]) -> None:
-    path = f"/api/v1/namespaces/{namespace}/configmaps/applied"
-    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1"}}
-    headers = {"Content-Type": "application/apply-patch+yaml"}
-    status, doc = raw(api, "PATCH", path, body=body, headers=headers)
+def test_server_side_apply_twice_a_change_a_conflict_and_its_forced_resolution(api: client.ApiClient,
+                                                                                namespace: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments/web"
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                  "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                           "template": {"metadata": {"labels": {"app": "web"}},
+                                        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}}
+
+    def apply(body: dict[str, Any], manager: str, *, force: bool = False) -> tuple[int, Any]:
+        query = [("fieldManager", manager)] + ([("force", "true")] if force else [])
+        return raw(api, "PATCH", path, body=body, headers={"Content-Type": APPLY}, query=query)
+
+    status, doc = raw(api, "PATCH", path, body=deployment, headers={"Content-Type": APPLY})
     assert status == 422 and doc["message"] == (
         'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch')
-    status, created = raw(api, "PATCH", path, body=body, headers=headers, query=[("fieldManager", "botlab")])
-    assert status == 201 and created["data"] == {"a": "1"}
-    status, again = raw(api, "PATCH", path, body=body, headers=headers, query=[("fieldManager", "botlab")])
-    assert status == 200
-    # A no-op apply (only managedFields times differ) changes nothing.
-    assert again["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
-    assert [c[:3] for c in fake_patch_modules["apply"]] == [(True, "botlab", False), (False, "botlab", False)]
-    conflicting = {**body, "data": {"conflict": "x"}}
-    status, doc = raw(api, "PATCH", path, body=conflicting, headers=headers, query=[("fieldManager", "botlab")])
-    assert status == 409 and doc["reason"] == "Conflict"
-    assert doc["details"] == {"causes": [{"reason": "FieldManagerConflict", "message": 'conflict with "other"',
-                                          "field": ".data.conflict"}]}
-    status, doc = raw(api, "PATCH", path, body=conflicting, headers=headers,
-                      query=[("fieldManager", "botlab"), ("force", "true")])
-    assert status == 200 and doc["data"] == {"conflict": "x"}
+    status, first = apply(deployment, "botlab")
+    assert status == 201
+    status, again = apply(deployment, "botlab")
+    assert status == 200 and again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    status, changed = apply({**deployment, "spec": {**deployment["spec"], "replicas": 3}}, "botlab")
+    assert changed["spec"]["replicas"] == 3 and changed["metadata"]["generation"] == 2
+    status, conflict = apply({**deployment, "spec": {**deployment["spec"], "replicas": 5}}, "operator")
+    assert status == 409 and conflict["reason"] == "Conflict"
+    assert conflict["message"] == 'Apply failed with 1 conflict: conflict with "botlab": .spec.replicas'
+    assert conflict["details"]["causes"] == [{"reason": "FieldManagerConflict", "message": 'conflict with "botlab"',
+                                              "field": ".spec.replicas"}]
+    status, forced = apply({**deployment, "spec": {**deployment["spec"], "replicas": 5}}, "operator", force=True)
+    assert status == 200 and forced["spec"]["replicas"] == 5
+    owners = {m["manager"]: m["fieldsV1"] for m in forced["metadata"]["managedFields"]}
+    assert "f:replicas" in owners["operator"]["f:spec"] and "f:replicas" not in owners["botlab"]["f:spec"]
+
+
+def test_an_invalid_object_is_rejected_with_the_apis_message(api: client.ApiClient, namespace: str) -> None:
+    apps = client.AppsV1Api(api)
+    with pytest.raises(client.ApiException) as caught:
+        apps.create_namespaced_deployment(namespace, {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "other"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}})
+    assert caught.value.status == 422
+    body = json.loads(caught.value.body)
+    # pkg/apis/apps/validation ValidateDeploymentSpec: the selector must match the template's labels
+    assert body["message"].startswith('Deployment.apps "web" is invalid: spec.template.metadata.labels: Invalid value:')
+    assert "`selector` does not match template `labels`" in body["message"]
+
 
 
 # --- kubectl -------------------------------------------------------------------------------
@@ -809,3 +790,20 @@ def test_async_start_and_stop_end_open_watches() -> None:
                 assert await response.content.read() == b""  # the stream ended with the server
 
     asyncio.run(scenario())
+
+
+def test_kubectl_apply_server_side_twice_then_a_conflict(core: client.CoreV1Api, kubectl: Callable[..., Any],
+                                                         namespace: str) -> None:
+    manifest = (f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {namespace}\n"
+                "data:\n  mode: gpu\n")
+    first = kubectl("apply", "--server-side", "-f", "-", stdin=manifest)
+    assert first.stdout.strip() == "configmap/settings serverside-applied"
+    version = core.read_namespaced_config_map("settings", namespace).metadata.resource_version
+    kubectl("apply", "--server-side", "-f", "-", stdin=manifest)
+    assert core.read_namespaced_config_map("settings", namespace).metadata.resource_version == version
+    other = kubectl("apply", "--server-side", "--field-manager=operator", "-f", "-",
+                    stdin=manifest.replace("mode: gpu", "mode: cpu"), check=False)
+    assert other.returncode == 1 and 'conflict with "kubectl"' in other.stderr and ".data.mode" in other.stderr
+    kubectl("apply", "--server-side", "--field-manager=operator", "--force-conflicts", "-f", "-",
+            stdin=manifest.replace("mode: gpu", "mode: cpu"))
+    assert core.read_namespaced_config_map("settings", namespace).data == {"mode": "cpu"}

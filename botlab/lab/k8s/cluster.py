@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import threading
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botlab.lab.juju import catalogue
@@ -63,6 +65,22 @@ def node_object(hostname: str, address: str, application: str, charm: str, now: 
                          "machineID": ident, "systemUUID": str(uuid.UUID(ident)), "bootID": ident[::-1]},
         },
     }
+
+
+def host_runtimes(root: Path) -> tuple[set[str], str] | None:
+    """The runtimes the container runtime kubelet talks to on a lab host has loaded, and its
+    default: dockerd's (a docker-runtime host, whose kubelet uses docker) else containerd's,
+    from what the running daemon wrote when it started (botlab/lab/hosttools); None when
+    neither runs."""
+    for path, default_key in (("run/docker/lab-state.json", "default_runtime"),
+                              ("run/containerd/lab-state.json", "default_runtime_name")):
+        try:
+            state = json.loads((root / path).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(state, dict) and isinstance(state.get("runtimes"), dict):
+            return set(state["runtimes"]), str(state.get(default_key) or "runc")
+    return None
 
 
 class Cluster:

@@ -576,12 +576,25 @@ class K8sApiServer:
             error = errors.method_not_supported(t.plural, t.group, "create")
             error.status["message"] = "create not allowed while custom resource definition is terminating"
             raise error
+        body = self._managed(request, None, body)
         obj = self.store.create(t, target.namespace, body, dry_run=self._dry_run(request))
         return self._render(request, t, obj, 201)
+
+    def _managed(self, request: web.Request, live: dict[str, Any] | None, new: dict[str, Any], *,
+                 subresource: str = "") -> dict[str, Any]:
+        """`new` with managedFields for a non-apply write: the fields it changed belong to the
+        request's field manager (fieldManager, else the User-Agent's product, as
+        staging/src/k8s.io/apiserver/pkg/endpoints/handlers/create.go derives it), operation Update."""
+        from botlab.lab.k8s.apply import default_manager, update_managed_fields
+
+        manager = request.query.get("fieldManager") or default_manager(request.headers.get("User-Agent", ""))
+        return update_managed_fields(live, new, manager, self.store.now(), subresource=subresource)
 
     async def _update(self, request: web.Request, target: Target) -> web.Response:
         t = target.type
         body = await self._body(request, t)
+        body = self._managed(request, self.store.find(t, target.namespace, target.name or ""), body,
+                             subresource=target.subresource or "")
         obj, created = self.store.update(t, target.namespace, target.name or "", body,
                                          subresource=target.subresource or "", dry_run=self._dry_run(request))
         return self._render(request, t, obj, 201 if created else 200)
@@ -662,6 +675,7 @@ class K8sApiServer:
             patched = apply_patch(live, body, media, t.kind)
         except PatchError as exc:
             raise _patch_error(exc) from None
+        patched = self._managed(request, live, patched, subresource=target.subresource or "")
         obj, _created = self.store.update(t, target.namespace, target.name or "", patched,
                                           subresource=target.subresource or "", dry_run=dry_run)
         return self._render(request, t, obj)
