@@ -66,3 +66,19 @@ for name, gpu in sorted(stages["gpu"]["outputs"]["hosts"].items()):
      containerd config dump | grep -E 'default_runtime_name|BinaryName'" | sed 's/^/  /'
   echo "  botlab's record: runtime ${runtime}"
 done
+
+echo; echo "### the cluster's Nodes and the GPUs each advertises (the kubeconfig botlab fetched through Juju)"
+KUBECONFIG_FILE="$INV/.botlab/kubeconfig"
+if command -v kubectl >/dev/null 2>&1; then
+  kubectl --kubeconfig "$KUBECONFIG_FILE" get nodes \
+    -o custom-columns='NAME:.metadata.name,ROLE:.metadata.labels.juju-application,GPUS:.status.allocatable.nvidia\.com/gpu'
+else
+  "$BIN/python" - "$KUBECONFIG_FILE" <<'PY'
+import sys
+from kubernetes import client, config
+api = client.CoreV1Api(config.new_client_from_config(sys.argv[1]))
+print(f"{'NAME':10} {'ROLE':26} GPUS")
+for n in api.list_node().items:
+    print(f"{n.metadata.name:10} {n.metadata.labels.get('juju-application', ''):26} {(n.status.allocatable or {}).get('nvidia.com/gpu', '<none>')}")
+PY
+fi

@@ -52,6 +52,7 @@ from botlab.playbook import (
 if TYPE_CHECKING:
     from botlab.context import StageContext
     from botlab.drivers.juju import JujuModel, ModelStatus
+    from botlab.drivers.kubernetes import KubeDriver
     from botlab.drivers.ssh import SshDriver
     from botlab.inventory import Inventory
 
@@ -455,7 +456,7 @@ class GpuStage(Stage[GpuPlan]):
     systems = ("SSH",)
     inputs = Inputs(
         keys=("lab", "machines[].hostname", "machines[].roles", "machines[].hardware.gpus",
-              "kubernetes.gpu_method", "kubernetes.container_runtime"),
+              "kubernetes.gpu_method", "kubernetes.container_runtime", "artifacts.nvidia_device_plugin"),
         files=(("gpu-containerd playbook", _playbook_file("gpu-containerd.yaml")),
                ("gpu-containerd drop-in template", _playbook_file("templates/gpu-containerd-dropin.toml.j2")),
                ("gpu-containerd config template", _playbook_file("templates/gpu-containerd-config.toml.j2")),
@@ -622,6 +623,7 @@ class GpuStage(Stage[GpuPlan]):
                 ctx.set_progress(host, "failed", error)
             raise _failed(errors, len(gpu), f"gpu ({plan.method})")
         await self._wait_units(ctx, cluster, gpu, None)
+        await self._schedulable(ctx, cluster, ssh, plan.method)
         return GpuOutputs(container_runtime=inv.kubernetes.container_runtime,
                           hosts={h: GpuHost(runtime=plan.runtime, method="charm" if plan.method == "charm" else "ssh",
                                             gpus=plan.facts[h].gpus or 0) for h in gpu if h in plan.facts})
@@ -705,6 +707,51 @@ class GpuStage(Stage[GpuPlan]):
             await model.changed(min(self.poll_s, max(0.0, deadline - now)))
             status = model.live()
 
+    # -- the cluster: GPUs schedulable ------------------------------------------------------------
+
+    async def _kube(self, ctx: StageContext, cluster: KubernetesOutputs) -> KubeDriver:
+        if not cluster.kubeconfig:
+            raise StageError("the kubernetes stage recorded no kubeconfig", hint="run `botlab up kubernetes`")
+        return await ctx.drivers.kube(Path(cluster.kubeconfig))
+
+    async def _schedulable(self, ctx: StageContext, cluster: KubernetesOutputs, ssh: SshDriver, method: str) -> None:
+        """The device plugin on the GPU Nodes (gpu_cluster.py), with a RuntimeClass whose handler
+        is the runtime name read on every GPU host just now."""
+        from botlab import artifacts
+        from botlab.stages import gpu_cluster
+
+        runtime_class = None if method == "charm" else SSH_RUNTIME
+        gpu = self.gpu_hosts(ctx)
+        if runtime_class:
+            facts, errors = await _gather({h: read_facts(ssh, h, ("dump", "docker-runtimes")) for h in gpu})
+            lacking = sorted([h for h, f in facts.items() if not (
+                dump_runtime(f.dump, runtime_class) if method == "ssh-containerd" else docker_has_runtime(
+                    f.docker_runtimes))] + list(errors))
+            if lacking:
+                raise StageError(f"runtime {runtime_class!r} is not configured on {', '.join(lacking)}: a RuntimeClass"
+                                 " with that handler would leave GPU pods failing there", system="SSH",
+                                 hint="run `botlab up gpu` again; if it persists, see the host's container runtime")
+        cache = await ctx.drivers.artifacts()
+        manifest = await asyncio.to_thread(cache.read, artifacts.artifact(ctx.inventory, "nvidia_device_plugin"))
+        kube = await self._kube(ctx, cluster)
+        counts = self._expected(ctx)
+        await gpu_cluster.ensure_schedulable(kube, manifest, counts, runtime_class,
+                                             timeout=ctx.inventory.kubernetes.timeout, poll_s=self.poll_s)
+        ctx.event("GPU Nodes advertise nvidia.com/gpu: " + ", ".join(f"{h} {n}" for h, n in sorted(counts.items())))
+
+    async def _check_schedulable(self, ctx: StageContext, cluster: KubernetesOutputs, method: str) -> list[Check]:
+        from botlab.stages import gpu_cluster
+
+        kube = await self._kube(ctx, cluster)
+        short = await gpu_cluster.missing(kube, self._expected(ctx))
+        checks = [Check("GPU Nodes advertise nvidia.com/gpu", not short, "; ".join(short) or "every GPU Node")]
+        if not short:
+            checks.append(await gpu_cluster.smoke(kube, set(self.gpu_hosts(ctx)),
+                                                  None if method == "charm" else SSH_RUNTIME,
+                                                  timeout=min(60.0, ctx.inventory.kubernetes.timeout),
+                                                  poll_s=min(self.poll_s, 0.5)))
+        return checks
+
     # -- verify -------------------------------------------------------------------------------
 
     async def verify(self, ctx: StageContext) -> list[Check]:
@@ -748,6 +795,7 @@ class GpuStage(Stage[GpuPlan]):
         model = await juju.open_model(cluster.model, cluster.model_uuid or None)
         pending = unsettled(await model.status(), cluster, gpu)
         checks.append(Check("units on GPU hosts", not pending, "; ".join(pending[:5]) or "active/idle"))
+        checks += await self._check_schedulable(ctx, cluster, method)
         return checks
 
     # -- teardown -------------------------------------------------------------------------------

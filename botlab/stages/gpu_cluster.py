@@ -48,10 +48,8 @@ def device_plugin_daemonset(manifest: bytes) -> dict[str, Any]:
 
 def adjustments(runtime_class: str | None) -> dict[str, Any]:
     """botlab's patch over the upstream DaemonSet: run on GPU Nodes only, in the NVIDIA runtime."""
-    spec: dict[str, Any] = {"nodeSelector": {GPU_LABEL: "true"}}
-    if runtime_class:
-        spec["runtimeClassName"] = runtime_class
-    return {"spec": {"template": {"spec": spec}}}
+    # null removes a runtimeClassName an earlier method set (strategic merge: null deletes)
+    return {"spec": {"template": {"spec": {"nodeSelector": {GPU_LABEL: "true"}, "runtimeClassName": runtime_class}}}}
 
 
 def advertised(node: Mapping[str, Any]) -> int:
@@ -76,6 +74,8 @@ async def ensure_schedulable(kube: KubeDriver, manifest: bytes, counts: Mapping[
     if runtime_class:
         await kube.apply({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
                           "metadata": {"name": RUNTIME_CLASS}, "handler": runtime_class})
+    else:  # the runtime is the default: a class left from an ssh method would name a runtime gone
+        await kube.delete("node.k8s.io/v1", "RuntimeClass", RUNTIME_CLASS)
     daemonset = device_plugin_daemonset(manifest)
     await kube.apply(daemonset)
     meta = daemonset["metadata"]

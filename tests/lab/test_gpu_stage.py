@@ -72,6 +72,36 @@ def wait_for(lab: KubeLab, host: str, command: str, what: str) -> None:
     assert code == 0, f"{host}: not {what} within 30s: {out}"
 
 
+def assert_gpus_schedulable(lab: KubeLab, runtime_class: str | None) -> None:
+    """Every GPU Node advertises its GPUs (MAAS's count), no other Node does; the device plugin
+    runs on the GPU Nodes only; the RuntimeClass exists only when asked, with that handler; a
+    GPU Pod lands on a GPU Node."""
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(str(lab.inventory.parent / ".botlab" / "kubeconfig"))
+    core = client.CoreV1Api(api)
+    enlisted = outputs(lab, "enlist")["machines"]
+    nodes = {n.metadata.name: n for n in core.list_node().items}
+    advertised = {name: (n.status.allocatable or {}).get("nvidia.com/gpu") for name, n in nodes.items()}
+    assert advertised == {**dict.fromkeys(OTHERS), **{h: str(enlisted[h]["hardware"]["gpus"]) for h in GPU}}
+    pods = core.list_namespaced_pod("kube-system", label_selector="name=nvidia-device-plugin-ds").items
+    assert sorted({p.spec.node_name for p in pods}) == list(GPU)
+    daemonset = client.AppsV1Api(api).read_namespaced_daemon_set("nvidia-device-plugin-daemonset", "kube-system")
+    assert daemonset.spec.template.spec.runtime_class_name == runtime_class
+    classes = {c.metadata.name: c.handler for c in client.NodeV1Api(api).list_runtime_class().items}
+    assert classes == ({"nvidia": runtime_class} if runtime_class else {})
+    pod = core.create_namespaced_pod("default", {
+        "metadata": {"name": "gpu-check"}, "spec": {
+            "runtimeClassName": runtime_class, "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04",
+                            "resources": {"limits": {"nvidia.com/gpu": 1}}}]}})
+    try:
+        wait_until(lambda: core.read_namespaced_pod("gpu-check", "default").spec.node_name, "gpu-check scheduled")
+        assert core.read_namespaced_pod(pod.metadata.name, "default").spec.node_name in GPU
+    finally:
+        core.delete_namespaced_pod("gpu-check", "default")
+
+
 def wait_until(ok: Any, what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not ok():
@@ -127,6 +157,7 @@ def test_ssh_containerd_registers_the_runtime_on_gpu_hosts_only_and_a_rerun_chan
     for host in OTHERS:
         assert not exists(ctd, host, DROPIN), host
         assert "nvidia" not in running(ctd, host)["runtimes"]
+    assert_gpus_schedulable(ctd, "nvidia")
 
     mark = ctd.juju_seq()
     again = ctd.json("up")
@@ -241,6 +272,7 @@ def test_switching_to_the_charm_method_sets_gpu_driver_and_checks_the_hosts(ctd:
         assert state["runtimes"]["nvidia-container-runtime"]["binary_name"] == BINARY
     for host in OTHERS:
         assert "nvidia-container-runtime" not in running(ctd, host)["runtimes"]
+    assert_gpus_schedulable(ctd, None)
 
     async def read(model: Any) -> Any:
         return (await model.applications["containerd-gpu"].get_config())["gpu_driver"]["value"]

@@ -15,7 +15,7 @@ import pytest
 
 from botlab.bundle import builtin_template
 from botlab.lab.hosts.manager import hosts_supported
-from tests.lab.test_gpu_stage import BINARY, GPU, OTHERS, actions, exists, running, units
+from tests.lab.test_gpu_stage import BINARY, GPU, OTHERS, actions, assert_gpus_schedulable, exists, running, units
 from tests.support.kubelab import KubeLab, running_lab
 
 WHY_NOT = hosts_supported()
@@ -74,6 +74,7 @@ def test_docker_gpu_workers_become_active_and_daemon_json_is_left_alone(dock: Ku
     for host in OTHERS:
         assert not exists(dock, host, DOCKER_DROPIN)
     assert {(w, a) for w, a, _ in units(dock, "kubernetes-worker-gpu/").values()} == {("active", "idle")}
+    assert_gpus_schedulable(dock, "nvidia")
 
     pids = {h: running(dock, h, "docker")["pid"] for h in GPU}
     mark = dock.juju_seq()

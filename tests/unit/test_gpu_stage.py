@@ -294,12 +294,79 @@ class FakeModel:
         self._render()
 
 
+DEVICE_PLUGIN = b"""apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: nvidia-device-plugin-daemonset, namespace: kube-system}
+spec: {template: {spec: {containers: [{name: ctr, image: nvcr.io/nvidia/k8s-device-plugin:v0.20.0}]}}}
+"""
+
+
+class FakeArtifacts:
+    def read(self, artifact: Any) -> bytes:
+        return DEVICE_PLUGIN
+
+
+class FakeKube:
+    """The cluster as botlab's KubeDriver sees it: Nodes for the hosts; once the device plugin
+    DaemonSet runs (applied, and patched to select the GPU label), labelled GPU Nodes advertise
+    their GPUs; a Pod requesting one lands on a Node advertising one."""
+
+    server = "https://10.0.0.0:6443"
+
+    def __init__(self, hosts: Mapping[str, FakeHost]) -> None:
+        self.hosts = hosts
+        self.labels: dict[str, dict[str, str]] = {h: {} for h in hosts}
+        self.calls: list[str] = []
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.selector: dict[str, str] = {}
+
+    def _node(self, name: str) -> dict[str, Any]:
+        running = bool(self.selector) and all(self.labels[name].get(k) == v for k, v in self.selector.items())
+        gpus = self.hosts[name].gpus if running else 0
+        return {"metadata": {"name": name, "labels": dict(self.labels[name])},
+                "status": {"allocatable": {"nvidia.com/gpu": str(gpus)} if gpus else {}}}
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Any:
+        if kind == "Node":
+            return self._node(name) if name in self.hosts else None
+        return self.objects.get((kind, name))
+
+    async def label_node(self, name: str, labels: Mapping[str, str | None]) -> Any:
+        self.calls.append(f"label {name} {dict(labels)}")
+        self.labels[name].update({k: v for k, v in labels.items() if v is not None})
+
+    async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> Any:
+        self.calls.append(f"apply {obj['kind']} {obj['metadata']['name']}")
+        self.objects[(obj["kind"], obj["metadata"]["name"])] = dict(obj)
+
+    async def patch(self, api_version: str, kind: str, name: str, namespace: str | None, body: Mapping[str, Any], *,
+                    manager: str = "botlab") -> Any:
+        self.calls.append(f"patch {kind} {name} by {manager}")
+        self.selector = dict(body["spec"]["template"]["spec"]["nodeSelector"])
+        self.objects[(kind, name)]["botlab-patch"] = dict(body)
+
+    async def create(self, obj: Mapping[str, Any]) -> Any:
+        node = next((h for h in sorted(self.hosts) if self._node(h)["status"]["allocatable"]), None)
+        self.objects[(obj["kind"], obj["metadata"]["name"])] = {**obj, "spec": {**obj["spec"], "nodeName": node}}
+        self.calls.append(f"create {obj['kind']}")
+
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        self.calls.append(f"delete {kind}")
+        return self.objects.pop((kind, name), None) is not None
+
+
 class FakeDrivers:
-    def __init__(self, ssh: FakeSsh, model: FakeModel) -> None:
-        self._ssh, self._model = ssh, model
+    def __init__(self, ssh: FakeSsh, model: FakeModel, kube: FakeKube) -> None:
+        self._ssh, self._model, self._kube = ssh, model, kube
 
     async def ssh(self) -> FakeSsh:
         return self._ssh
+
+    async def kube(self, kubeconfig: Path) -> FakeKube:
+        return self._kube
+
+    async def artifacts(self) -> FakeArtifacts:
+        return FakeArtifacts()
 
     async def juju(self) -> FakeModel:
         return self._model
@@ -334,6 +401,7 @@ class GpuLab:
         machines = {h: str(i) for i, h in enumerate(names)}
         self.ssh = FakeSsh(self.hosts)
         self.model = FakeModel(self.hosts, machines)
+        self.kube = FakeKube(self.hosts)
         self.store = StateStore(self.inventory.state_dir)
         run = self.store.run_started("up")
         for stage in ("enlist", "kubernetes"):
@@ -342,12 +410,13 @@ class GpuLab:
             h: EnlistedMachine(f"id-{h}", (), (), f"demo-pin-{h}", Hardware(4, 8192, self.hosts[h].gpus))
             for h in names}).to_data())
         cluster = {h: ClusterHost(machines[h], f"10.0.0.{i}", ("ssh-ed25519 AAAA",), ()) for i, h in enumerate(names)}
-        self.store.stage_done("kubernetes", KubernetesOutputs("lab", "demo-k8s", "uuid-1", None, (), cluster).to_data())
+        outputs = KubernetesOutputs("lab", "demo-k8s", "uuid-1", str(tmp / "kubeconfig"), (), cluster)
+        self.store.stage_done("kubernetes", outputs.to_data())
         self.stage = GpuStage(settle_s=0.0, poll_s=0.0)
 
     def ctx(self) -> StageContext:
         run = RunContext(self.inventory, self.store, SilentReporter(),
-                         FakeDrivers(self.ssh, self.model),  # type: ignore[arg-type]
+                         FakeDrivers(self.ssh, self.model, self.kube),  # type: ignore[arg-type]
                          {}, run_id=self.store.run_started("up"))
         return run.for_stage("gpu")
 
@@ -476,3 +545,45 @@ def test_a_plan_before_the_kubernetes_stage_ran_names_each_gpu_host(tmp_path: Pa
     lab = GpuLab(tmp_path)
     lab.store.stage_reset("kubernetes")
     assert todo(lab.plan()) == ["configure host gpu-01", "configure host gpu-02"]
+
+
+# --- GPUs schedulable (the cluster's side, through a fake of botlab's KubeDriver) -----------------
+
+
+def test_charm_needs_no_runtime_class_and_the_device_plugin_runs_on_the_labelled_gpu_nodes(tmp_path: Path) -> None:
+    lab = GpuLab(tmp_path)
+    lab.up()
+    assert lab.kube.calls[:4] == ["label gpu-01 {'nvidia.com/gpu.present': 'true'}",
+                                  "label gpu-02 {'nvidia.com/gpu.present': 'true'}",
+                                  "delete RuntimeClass",
+                                  "apply DaemonSet nvidia-device-plugin-daemonset"]
+    # the charm makes its runtime the default: no class, and one an ssh method left is removed
+    assert "apply RuntimeClass nvidia" not in lab.kube.calls
+    patch = lab.kube.objects[("DaemonSet", "nvidia-device-plugin-daemonset")]["botlab-patch"]
+    assert patch == {"spec": {"template": {"spec": {"nodeSelector": {"nvidia.com/gpu.present": "true"},
+                                                    "runtimeClassName": None}}}}
+    assert "patch DaemonSet nvidia-device-plugin-daemonset by botlab-gpu" in lab.kube.calls
+    checks = lab.verify()
+    assert checks["GPU Nodes advertise nvidia.com/gpu"].ok
+    smoke = checks["smoke Pod on a GPU Node"]
+    assert smoke.ok and "scheduled on gpu-01" in smoke.detail
+    assert lab.kube.calls[-2:] == ["create Pod", "delete Pod"]  # the smoke Pod is removed
+
+
+def test_ssh_creates_a_runtime_class_whose_handler_is_the_runtime_on_the_hosts(tmp_path: Path) -> None:
+    lab = GpuLab(tmp_path, method="ssh")
+    lab.up()
+    runtime_class = lab.kube.objects[("RuntimeClass", "nvidia")]
+    assert runtime_class["handler"] == "nvidia"
+    patch = lab.kube.objects[("DaemonSet", "nvidia-device-plugin-daemonset")]["botlab-patch"]
+    assert patch["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia"
+
+
+def test_a_gpu_node_not_advertising_its_gpus_fails_verify_naming_both_counts(tmp_path: Path) -> None:
+    lab = GpuLab(tmp_path)
+    lab.up()
+    lab.kube.labels["gpu-02"].clear()  # the label went: the device plugin no longer runs there
+    checks = lab.verify()
+    check = checks["GPU Nodes advertise nvidia.com/gpu"]
+    assert not check.ok and check.detail == "gpu-02: advertises 0 nvidia.com/gpu, expected 2"
+    assert "smoke Pod on a GPU Node" not in checks

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from botlab.lab.juju import catalogue
 from botlab.lab.juju.actions import cluster_secrets
+from botlab.lab.k8s.controllers import with_controllers
 from botlab.lab.k8s.server import K8sApiServer, make_certs
 from botlab.lab.thread import ServerThread, Site
 
@@ -86,16 +87,27 @@ def host_runtimes(root: Path) -> tuple[set[str], str] | None:
 class Cluster:
     """One model's API server, served from its own thread."""
 
-    def __init__(self, model: ModelState, address: str, bind: Any) -> None:
+    def __init__(self, model: ModelState, address: str, bind: Any, hosts: HostManager | None = None) -> None:
         found = cluster_secrets(model)
         certs = make_certs([address], ca_cert=found["ca"], ca_key=found["ca_key"])
         self.address = address
+        self.hosts = hosts
+        controllers = with_controllers(runtimes_of=self.runtimes_of, gpus_of=self.gpus_of)
         self.server = K8sApiServer(address, API_PORT, found["token"], certs=certs,
-                                   kubernetes_version=KUBERNETES_VERSION)
+                                   kubernetes_version=KUBERNETES_VERSION, controllers=controllers)
         self.thread = ServerThread(lambda: [Site(self.server.app(), self.server.ssl_context())], [API_PORT],
                                    host=address, name=f"k8s-{model.name}", label=f"the Kubernetes API of {model.name}",
                                    on_stop=self.server.close_watches, bind=bind)
         self.server.thread = self.thread
+
+    def runtimes_of(self, node: str) -> tuple[set[str], str] | None:
+        """What the node's host has configured, read on the host (None: no such lab host)."""
+        host = self.hosts.host(node) if self.hosts is not None else None
+        return host_runtimes(host.root) if host is not None else None
+
+    def gpus_of(self, node: str) -> int:
+        host = self.hosts.host(node) if self.hosts is not None else None
+        return host.gpus if host is not None else 0
 
     def start(self) -> None:
         self.thread.start()
@@ -180,7 +192,7 @@ class LabClusters:
             found = self.clusters.get(model.uuid)
             if found is not None:
                 return found
-            cluster = Cluster(model, address, self._binder(address))
+            cluster = Cluster(model, address, self._binder(address), self.hosts)
             cluster.start()
             self.clusters[model.uuid] = cluster
             log.info("Kubernetes API of model %s at https://%s:%d", model.name, address, API_PORT)

@@ -40,6 +40,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from botlab.lab.juju.tls import ControllerCerts
 from botlab.lab.k8s import errors, resources
+from botlab.lab.k8s.controllers import Controllers, admission
 from botlab.lab.k8s.resources import Catalogue, ResourceType
 from botlab.lab.k8s.store import DeleteOptions, Store
 from botlab.lab.thread import ServerThread, Site
@@ -203,7 +204,7 @@ class K8sApiServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None, *,
                  certs: K8sCerts | None = None, kubernetes_version: str = DEFAULT_VERSION,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, controllers: Callable[[Store], Controllers] | None = None) -> None:
         self.host = host
         self.port = port
         self.token = token or secrets.token_urlsafe(24)
@@ -212,6 +213,13 @@ class K8sApiServer:
         self.store = store or Store(Catalogue())
         if self.store.validate is None:
             self.store.validate = _validation_hook(self.store)
+        if self.store.admit is None:
+            self.store.admit = admission(self.store)  # the pod admission plugins (controllers.py)
+        # The cluster's controllers (botlab.lab.k8s.controllers), when asked for: `controllers`
+        # makes them for the store (e.g. controllers.with_controllers(gpus_of=...)); they run on
+        # the serving loop from the application's start to its cleanup.
+        self.controllers = controllers(self.store) if controllers is not None else None
+        self._controllers_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.thread: ServerThread | None = None  # set by run_k8s
 
@@ -228,7 +236,22 @@ class K8sApiServer:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{path:.*}", self.handle)
+        if self.controllers is not None:
+            app.on_startup.append(self._start_controllers)
+            app.on_cleanup.append(self._stop_controllers)
         return app
+
+    async def _start_controllers(self, _app: web.Application) -> None:
+        if self.controllers is not None and self._controllers_task is None:
+            self._controllers_task = asyncio.get_running_loop().create_task(self.controllers.run(),
+                                                                            name="k8s-controllers")
+
+    async def _stop_controllers(self, _app: web.Application) -> None:
+        task, self._controllers_task = self._controllers_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def ssl_context(self) -> ssl.SSLContext:
         return self.certs.server_context()

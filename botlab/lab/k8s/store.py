@@ -274,6 +274,15 @@ class Store:
     # The newest revision dropped from the history: a watch may start from it or later.
     compacted: int = 0
     _reconciling: bool = False
+    # Admission plugins that look at an object about to be created (after NamespaceLifecycle):
+    # called with its type, the object (to mutate in place) and the name admission errors
+    # give (the requested name, or the generateName when none was: admission runs before the
+    # registry generates it); raises errors.ApiError to refuse. botlab.lab.k8s.controllers
+    # `admission` is the pod plugins (RuntimeClass, Priority, DefaultTolerationSeconds).
+    admit: Callable[[ResourceType, Obj, str], None] | None = None
+    # Called with every committed change, after the watchers: lets in-process controllers
+    # (botlab.lab.k8s.controllers) wake up when something changes. Must not write.
+    listeners: list[Callable[[Event], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.history = deque(maxlen=self.history_size)
@@ -317,6 +326,8 @@ class Store:
         self.history.append(event)
         for watcher in list(self.watchers):
             watcher.offer(event)
+        for listener in list(self.listeners):
+            listener(event)
 
     def _next_rv(self) -> str:
         self.revision += 1
@@ -363,6 +374,7 @@ class Store:
         if meta.get("resourceVersion"):
             # storage/etcd3/store.go Create: a plain error, so a 500 with an empty reason.
             raise errors.unknown(500, "resourceVersion should not be set on objects to be created")
+        admission_name = str(meta.get("name") or meta.get("generateName") or "")
         if not meta.get("name"):
             if not meta.get("generateName"):
                 raise errors.invalid(t.kind, t.group, "", [errors.field_error(
@@ -371,6 +383,8 @@ class Store:
         name = meta["name"]
         if t.namespaced:
             self._admit_namespace(t, ns, name)
+        if self.admit is not None:
+            self.admit(t, obj, admission_name)
         if t.key == (CRD_GROUP, CRD_RESOURCE):
             self._check_crd(t, obj)
         for key in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
@@ -440,6 +454,10 @@ class Store:
             obj["status"] = {"phase": "Active"}
         elif t.key == ("", "pods"):
             obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj.get("spec") or {})}
+        elif t.key in _ZERO_STATUS:
+            # The cleared status as it serializes: the fields without omitempty stay, as 0
+            # (k8s.io/api apps/v1 and core/v1 types.go); clients require them.
+            obj["status"] = dict(_ZERO_STATUS[t.key])
         elif t.key == ("", "services"):
             self._allocate_service(obj)
         elif t.key in (("", "persistentvolumes"), ("", "persistentvolumeclaims")):
@@ -641,6 +659,36 @@ class Store:
         self.reconcile()
         current = self._bucket(t).get((ns, meta["name"]))
         return self.present(t, current if current is not None else new)
+
+    def bind_pod(self, namespace: str, name: str, node_name: str) -> Obj:
+        """The pods/binding subresource (pkg/registry/core/pod/storage BindingREST.assignPod):
+        spec.nodeName set and the PodScheduled condition True, in one write; a pod already
+        bound is 409 `pod <name> is already assigned to node "<node>"`."""
+        t = self.type_of("", "pods")
+        live = self._bucket(t).get((namespace, name))
+        if live is None:
+            raise errors.not_found("pods", "", name)
+        if live["metadata"].get("deletionTimestamp"):
+            raise errors.conflict("pods/binding", "", name,
+                                  f"pod {name} is being deleted, cannot be assigned to a host")
+        bound = (live.get("spec") or {}).get("nodeName")
+        if bound:
+            raise errors.conflict("pods/binding", "", name, f'pod {name} is already assigned to node "{bound}"')
+        new = copy.deepcopy(live)
+        new.setdefault("spec", {})["nodeName"] = node_name
+        # podutil.UpdatePodCondition: replaced in place (a new transition time when it changes).
+        conditions = new.setdefault("status", {}).setdefault("conditions", [])
+        scheduled = {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": self.now()}
+        for index, condition in enumerate(conditions):
+            if condition.get("type") == "PodScheduled":
+                if condition.get("status") == "True":
+                    scheduled["lastTransitionTime"] = condition.get("lastTransitionTime") or scheduled[
+                        "lastTransitionTime"]
+                conditions[index] = scheduled
+                break
+        else:
+            conditions.append(scheduled)
+        return self._commit_update(t, live, new, dry_run=False, validate=False)
 
     def finalize_namespace(self, name: str, body: Obj) -> Obj:
         """PUT /api/v1/namespaces/<name>/finalize: spec.finalizers as given."""
@@ -927,6 +975,15 @@ class Store:
     def close_watches(self) -> None:
         for watch in list(self.watchers):
             watch.close()
+
+
+_ZERO_STATUS: dict[Key, dict[str, int]] = {
+    ("apps", "daemonsets"): {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                             "numberReady": 0},
+    ("apps", "replicasets"): {"replicas": 0},
+    ("apps", "statefulsets"): {"replicas": 0, "availableReplicas": 0},
+    ("", "replicationcontrollers"): {"replicas": 0},
+}
 
 
 def _same(a: Obj, b: Obj) -> bool:
