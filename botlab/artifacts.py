@@ -117,7 +117,9 @@ class ArtifactCache:
                                   " .botlab/artifacts/ folder here, or point artifacts."
                                   f"{a.name}.url at a mirror)") from None
         self._check(a, data, a.url)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        # The cache lives in the state folder, which is the owner's alone (0700, as the state store makes it).
+        self.folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{a.name}.")
         try:
             with os.fdopen(fd, "wb") as fh:

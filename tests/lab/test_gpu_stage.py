@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from botlab.lab.hosts.manager import hosts_supported
 from tests.support.kubelab import KubeLab, running_lab
@@ -129,6 +130,10 @@ def units(lab: KubeLab, prefix: str) -> dict[str, tuple[str, str, str]]:
     return lab.on_model(work)
 
 
+def artifact_server(lab: KubeLab, *, serving: bool) -> None:
+    lab._call(lab.info.control_url + "artifacts", "POST", {"serving": serving})
+
+
 # --- containerd: ssh, then charm ---------------------------------------------------------------------
 
 
@@ -136,7 +141,10 @@ def units(lab: KubeLab, prefix: str) -> dict[str, tuple[str, str, str]]:
 def ctd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeLab]:
     with running_lab(tmp_path_factory.mktemp("gpu-ctd"), machines=4, gpus=2, toolkit=True) as lab:
         lab.edit_inventory(gpu_method="ssh")
+        assert lab.botlab("fetch") == 0, lab.stderr
+        artifact_server(lab, serving=False)  # an offline site: the run works from botlab's cache
         doc = lab.json("up")
+        artifact_server(lab, serving=True)
         assert doc["_code"] == 0, doc
         assert actions(doc) == {"enlist": "ran", "kubernetes": "ran", "gpu": "ran"}, doc
         yield lab
@@ -258,6 +266,23 @@ def test_an_unreachable_host_fails_the_stage_naming_it_and_the_next_up_finishes_
     doc = ctd.json("up")
     assert doc["_code"] == 0, doc
     assert exists(ctd, "node-04", DROPIN)
+
+
+def test_an_artifact_with_another_checksum_stops_the_stage_naming_both_sums(ctd: KubeLab) -> None:
+    doc = yaml.safe_load(ctd.inventory.read_text())
+    real = doc["artifacts"]["nvidia_device_plugin"]["sha256"]
+    wrong = "ab" * 32
+    doc["artifacts"]["nvidia_device_plugin"]["sha256"] = wrong  # a mirror serving another file, say
+    ctd.inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    try:
+        failed = ctd.json("up")
+        assert failed["_code"] == 1 and actions(failed)["gpu"] == "failed", failed
+        error = gpu_error(failed)
+        assert "nvidia_device_plugin" in error and f"has sha256 {real}, expected {wrong}" in error, error
+    finally:
+        doc["artifacts"]["nvidia_device_plugin"]["sha256"] = real
+        ctd.inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert ctd.json("up")["_code"] == 0
 
 
 def test_switching_to_the_charm_method_sets_gpu_driver_and_checks_the_hosts(ctd: KubeLab) -> None:

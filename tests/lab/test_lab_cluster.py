@@ -6,6 +6,7 @@ token is refused (401)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -90,3 +91,33 @@ def test_kubectl_with_the_fetched_kubeconfig_lists_the_nodes(cluster: KubeLab) -
     assert all(" Ready " in line for line in table.stdout.splitlines()[1:]), table.stdout
 
 
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl on this machine")
+def test_kubectl_applies_server_side_waits_for_a_rollout_and_lists_pods(cluster: KubeLab) -> None:
+    def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(["kubectl", "--kubeconfig", kubeconfig(cluster), *args], input=stdin,
+                              capture_output=True, text=True, timeout=90)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    manifest = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      containers: [{name: hello, image: registry.k8s.io/pause:3.9}]
+"""
+    assert kubectl("apply", "--server-side", "-f", "-", stdin=manifest).stdout.strip() == (
+        "deployment.apps/hello serverside-applied")
+    kubectl("wait", "--for=condition=Available", "deployment/hello", "--timeout=60s")
+    pods = kubectl("get", "pods", "-A", "-o", "json")
+    hello = [p for p in json.loads(pods.stdout)["items"] if p["metadata"]["name"].startswith("hello-")]
+    assert len(hello) == 2 and {p["status"]["phase"] for p in hello} == {"Running"}
+    assert {p["spec"]["nodeName"] for p in hello} <= set(kubelet_hosts(cluster))
+    table = kubectl("get", "pods", "-A").stdout.splitlines()
+    assert table[0].split()[:3] == ["NAMESPACE", "NAME", "READY"]

@@ -76,6 +76,9 @@ def test_fetch_downloads_checks_and_caches_then_needs_no_network(
     assert (fetched["name"], fetched["action"], fetched["sha256"]) == ("nvidia_device_plugin", "downloaded", SUM)
     assert Path(fetched["path"]).read_bytes() == STAND_IN
     assert Path(fetched["path"]).parent == inv.parent / ".botlab" / "artifacts"
+    assert (inv.parent / ".botlab").stat().st_mode & 0o777 == 0o700  # the state folder, made by fetch
+    code, _doc, err = botlab(inv, "status")
+    assert code == 0, err  # ... is one the state store accepts
 
     files.served = {}  # the site goes offline: the cache is enough
     code, doc, err = botlab(inv, "fetch")
