@@ -38,14 +38,14 @@ class KubeDriver:
     """One API client for the run, from the kubeconfig the kubernetes stage wrote."""
 
     def __init__(self, kubeconfig: Path, *, deadlines: Deadlines | None = None, reads: RetryPolicy = READS) -> None:
-        from kubernetes import config, dynamic
+        from kubernetes import config
 
         self.kubeconfig = kubeconfig
         self.deadlines = deadlines or Deadlines()
         self._reads = reads if reads.within is not None else replace(reads, within=self.deadlines.unreachable)
         self.api = config.new_client_from_config(config_file=str(kubeconfig))
         self.server = self.api.configuration.host
-        self.dynamic = dynamic.DynamicClient(self.api)
+        self._dynamic: Any = None  # made on first use, inside a call (it reads the API's discovery)
 
     @classmethod
     def connect(cls, kubeconfig: Path, environ: Mapping[str, str]) -> KubeDriver:
@@ -86,7 +86,11 @@ class KubeDriver:
                           hint="check that the cluster's API server answers (BOTLAB_CALL_TIMEOUT sets the deadline)")
 
     def _resource(self, api_version: str, kind: str) -> Any:
-        return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        if self._dynamic is None:
+            from kubernetes import dynamic
+
+            self._dynamic = dynamic.DynamicClient(self.api)
+        return self._dynamic.resources.get(api_version=api_version, kind=kind)
 
     async def apply(self, obj: Mapping[str, Any], *, force: bool = True) -> dict[str, Any]:
         """Server-side apply of one object under botlab's field manager; the object as stored."""

@@ -1,8 +1,10 @@
-"""The lab's Kubernetes cluster end to end: after `botlab up kubernetes`, the kubeconfig botlab
-fetched through Juju's get-kubeconfig action reaches the lab's API server at the control-plane
-unit's address (port 6443) with the model's CA and token; the official client and kubectl list
-a Node per machine running a kubelet (control plane and workers, not the NFS host); a wrong
-token is refused (401)."""
+"""The lab's Kubernetes cluster end to end: after `botlab up kubernetes` (6 machines: a
+kubeapi-load-balancer in front of the control plane), the kubeconfig botlab fetched through
+Juju's get-kubeconfig action reaches the lab's API server through the load balancer's address
+(port 443; the control plane's own address answers on 6443) with the model's CA and token; the
+official client and kubectl list a Node per machine running a kubelet (control plane and
+workers, not the NFS host); a wrong token is refused (401); kubectl applies server-side and waits
+for a rollout."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeLab]:
-    with running_lab(tmp_path_factory.mktemp("cluster"), hosts=False) as lab:
+    with running_lab(tmp_path_factory.mktemp("cluster"), hosts=False, machines=6) as lab:
         assert lab.botlab("up", "kubernetes") == 0, lab.stdout + lab.stderr
         yield lab
 
@@ -59,7 +61,11 @@ def test_the_fetched_kubeconfig_reaches_the_clusters_api_and_lists_its_nodes(clu
     status = cluster.json("status")
     hosts = next(s for s in status["stages"] if s["stage"] == "kubernetes")["outputs"]["hosts"]
     control = next(h for h, x in hosts.items() if any(u.startswith("kubernetes-control-plane/") for u in x["units"]))
-    assert server == f"https://{hosts[control]['address']}:6443"
+    balancer = next(h for h, x in hosts.items() if any(u.startswith("kubeapi-load-balancer/") for u in x["units"]))
+    assert server == f"https://{hosts[balancer]['address']}:443"
+    direct = api(cluster)
+    direct.api_client.configuration.host = f"https://{hosts[control]['address']}:6443"
+    assert {n.metadata.name for n in direct.list_node().items} == set(kubelet_hosts(cluster))
 
     nodes = api(cluster).list_node().items
     expected = kubelet_hosts(cluster)

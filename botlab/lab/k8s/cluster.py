@@ -12,10 +12,13 @@ InternalIP, the usual labels). The model's removal stops its server.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
 import logging
+import socket
+import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -35,7 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("botlab.lab.k8s")
 
 API_PORT = 6443
+LB_PORT = 443
 CONTROL_PLANE = "kubernetes-control-plane"
+LOAD_BALANCER = "kubeapi-load-balancer"
 KUBELET_CHARMS = (CONTROL_PLANE, "kubernetes-worker")
 KUBERNETES_VERSION = "1.31.4"  # what the 1.31/stable channel deploys in the lab
 
@@ -93,9 +98,12 @@ class Cluster:
         self.address = address
         self.hosts = hosts
         controllers = with_controllers(runtimes_of=self.runtimes_of, gpus_of=self.gpus_of)
+        self.ca = (found["ca"], found["ca_key"])
         self.server = K8sApiServer(address, API_PORT, found["token"], certs=certs,
                                    kubernetes_version=KUBERNETES_VERSION, controllers=controllers)
-        self.thread = ServerThread(lambda: [Site(self.server.app(), self.server.ssl_context())], [API_PORT],
+        self.context = self.server.ssl_context()  # kept: a load balancer's address joins its certificate
+        self.fronts: dict[str, asyncio.Server] = {}
+        self.thread = ServerThread(lambda: [Site(self.server.app(), self.context)], [API_PORT],
                                    host=address, name=f"k8s-{model.name}", label=f"the Kubernetes API of {model.name}",
                                    on_stop=self.server.close_watches, bind=bind)
         self.server.thread = self.thread
@@ -112,7 +120,36 @@ class Cluster:
     def start(self) -> None:
         self.thread.start()
 
+    def add_front(self, address: str, bind: Any) -> None:
+        """kubeapi-load-balancer at `address`:443 in front of the API (as its nginx is): the
+        server's certificate gains that address, and connections there reach the API server."""
+        if address in self.fronts:
+            return
+        certs = make_certs([self.address, address], ca_cert=self.ca[0], ca_key=self.ca[1])
+        with tempfile.TemporaryDirectory(prefix="botlab-k8s-tls-") as tmp:
+            cert, key = Path(tmp) / "server.pem", Path(tmp) / "server.key"
+            cert.write_text(certs.server_cert + certs.ca_cert)
+            key.touch(mode=0o600)
+            key.write_text(certs.server_key)
+            self.context.load_cert_chain(str(cert), str(key))  # new handshakes present it
+        sock = (bind or _plain_bind)(address, LB_PORT)
+
+        async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                up_reader, up_writer = await asyncio.open_connection(self.address, API_PORT)
+            except OSError:
+                writer.close()
+                return
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+        async def serve() -> asyncio.Server:
+            return await asyncio.start_server(forward, sock=sock)
+
+        self.fronts[address] = self.thread.call(serve())
+
     def stop(self) -> None:
+        for front in self.fronts.values():
+            front.close()
         self.thread.stop()
 
     def register_node(self, node: dict[str, Any]) -> None:
@@ -143,6 +180,7 @@ class LabClusters:
         self.hosts = hosts
         self.clusters: dict[str, Cluster] = {}  # model uuid -> its cluster
         self._waiting: dict[str, list[tuple[str, str, str, str]]] = {}  # model uuid -> kubelets started before it
+        self._fronts: dict[str, list[str]] = {}  # model uuid -> its load balancers' addresses
         self._lock = threading.Lock()
 
     def attach(self) -> LabClusters:
@@ -160,7 +198,7 @@ class LabClusters:
             cluster.stop()
 
     def on_hook(self, run: catalogue.HookRun) -> None:
-        if run.hook != "start" or run.charm not in KUBELET_CHARMS or not run.address:
+        if run.hook != "start" or run.charm not in (*KUBELET_CHARMS, LOAD_BALANCER) or not run.address:
             return
         try:
             self._started(run)
@@ -169,6 +207,13 @@ class LabClusters:
             raise
 
     def _started(self, run: catalogue.HookRun) -> None:
+        if run.charm == LOAD_BALANCER:
+            with self._lock:
+                self._fronts.setdefault(run.model.uuid, []).append(run.address)
+                cluster = self.clusters.get(run.model.uuid)
+            if cluster is not None:
+                cluster.add_front(run.address, self._binder(run.address))
+            return
         if self.juju.state.models.get(run.model.uuid) is not run.model:
             return  # another emulator's model, in the same process
         node = (run.hostname, run.address, run.application, run.charm)
@@ -195,6 +240,8 @@ class LabClusters:
             cluster = Cluster(model, address, self._binder(address), self.hosts)
             cluster.start()
             self.clusters[model.uuid] = cluster
+            for front in self._fronts.get(model.uuid, []):  # load balancers that started first
+                cluster.add_front(front, self._binder(front))
             log.info("Kubernetes API of model %s at https://%s:%d", model.name, address, API_PORT)
             return cluster
 
@@ -213,9 +260,29 @@ class LabClusters:
         with self._lock:
             cluster = self.clusters.pop(model.uuid, None)
             self._waiting.pop(model.uuid, None)
+            self._fronts.pop(model.uuid, None)
         if cluster is not None:
             threading.Thread(target=cluster.stop, name=f"k8s-stop-{model.name}", daemon=True).start()
 
 
 def _listen_in(listen_in: Any, netns: str, host: str, port: int) -> Any:
     return listen_in(netns, host, port)
+
+
+def _plain_bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
