@@ -127,3 +127,18 @@ spec:
     assert {p["spec"]["nodeName"] for p in hello} <= set(kubelet_hosts(cluster))
     table = kubectl("get", "pods", "-A").stdout.splitlines()
     assert table[0].split()[:3] == ["NAMESPACE", "NAME", "READY"]
+
+
+def test_the_cluster_reports_the_deployed_channels_version_and_taints_the_control_plane(cluster: KubeLab) -> None:
+    from kubernetes.client import VersionApi
+
+    core = api(cluster)
+    assert VersionApi(core.api_client).get_code().git_version.startswith("v1.31.")  # kubernetes.channel 1.31/stable
+    nodes = {n.metadata.name: n for n in core.list_node().items}
+    apps = kubelet_hosts(cluster)
+    for name, node in nodes.items():
+        taints = [(t.key, t.effect) for t in node.spec.taints or []]
+        # kubernetes-control-plane's register-with-taints default
+        expected = [("node-role.kubernetes.io/control-plane", "NoSchedule")] if apps[name].endswith("plane") else []
+        assert taints == expected, name
+        assert node.status.node_info.kubelet_version.startswith("v1.31.")

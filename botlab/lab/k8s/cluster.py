@@ -21,6 +21,7 @@ import socket
 import tempfile
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,9 +46,29 @@ KUBELET_CHARMS = (CONTROL_PLANE, "kubernetes-worker")
 KUBERNETES_VERSION = "1.31.4"  # what the 1.31/stable channel deploys in the lab
 
 
-def node_object(hostname: str, address: str, application: str, charm: str, now: str) -> dict[str, Any]:
+def kubernetes_version(config: Mapping[str, Any]) -> str:
+    """The version the charm's snap `channel` (`1.31/stable`) installs in the lab."""
+    track = str(config.get("channel") or "").split("/")[0]
+    return KUBERNETES_VERSION if track in ("", "latest", KUBERNETES_VERSION.rsplit(".", 1)[0]) else f"{track}.0"
+
+
+def taints(text: str) -> list[dict[str, str]]:
+    """`register-with-taints` (`key[=value]:Effect ...`, kubelet's --register-with-taints) as Node taints."""
+    out = []
+    for item in text.split():
+        spec, _, effect = item.rpartition(":")
+        key, _, value = spec.partition("=")
+        out.append({"key": key, "effect": effect, **({"value": value} if value else {})})
+    return out
+
+
+def node_object(hostname: str, address: str, application: str, charm: str, now: str,
+                config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The Node a kubelet registers for its machine (Charmed Kubernetes labels it with its
-    application, and control-plane nodes with the control-plane role)."""
+    application; control-plane nodes get the control-plane role and the charm's
+    `register-with-taints`, by default node-role.kubernetes.io/control-plane:NoSchedule)."""
+    config = config or {}
+    version = kubernetes_version(config)
     labels = {"kubernetes.io/hostname": hostname, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
               "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64", "juju-application": application}
     if charm == CONTROL_PLANE:
@@ -58,13 +79,13 @@ def node_object(hostname: str, address: str, application: str, charm: str, now: 
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": hostname, "labels": labels},
-        "spec": {},
+        "spec": {"taints": taints(str(config.get("register-with-taints") or ""))} if charm == CONTROL_PLANE else {},
         "status": {
             "addresses": [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": hostname}],
             "conditions": [ready],
             "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"},
             "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
-            "nodeInfo": {"kubeletVersion": f"v{KUBERNETES_VERSION}", "kubeProxyVersion": f"v{KUBERNETES_VERSION}",
+            "nodeInfo": {"kubeletVersion": f"v{version}", "kubeProxyVersion": f"v{version}",
                          "containerRuntimeVersion": "containerd://1.7.22", "operatingSystem": "linux",
                          "architecture": "amd64", "osImage": "Ubuntu 22.04.5 LTS",
                          "kernelVersion": "5.15.0-126-generic",
@@ -92,7 +113,8 @@ def host_runtimes(root: Path) -> tuple[set[str], str] | None:
 class Cluster:
     """One model's API server, served from its own thread."""
 
-    def __init__(self, model: ModelState, address: str, bind: Any, hosts: HostManager | None = None) -> None:
+    def __init__(self, model: ModelState, address: str, bind: Any, hosts: HostManager | None = None,
+                 version: str = KUBERNETES_VERSION) -> None:
         found = cluster_secrets(model)
         certs = make_certs([address], ca_cert=found["ca"], ca_key=found["ca_key"])
         self.address = address
@@ -100,7 +122,7 @@ class Cluster:
         controllers = with_controllers(runtimes_of=self.runtimes_of, gpus_of=self.gpus_of)
         self.ca = (found["ca"], found["ca_key"])
         self.server = K8sApiServer(address, API_PORT, found["token"], certs=certs,
-                                   kubernetes_version=KUBERNETES_VERSION, controllers=controllers)
+                                   kubernetes_version=version, controllers=controllers)
         self.context = self.server.ssl_context()  # kept: a load balancer's address joins its certificate
         self.fronts: dict[str, asyncio.Server] = {}
         self.thread = ServerThread(lambda: [Site(self.server.app(), self.context)], [API_PORT],
@@ -179,7 +201,8 @@ class LabClusters:
         self.juju = juju
         self.hosts = hosts
         self.clusters: dict[str, Cluster] = {}  # model uuid -> its cluster
-        self._waiting: dict[str, list[tuple[str, str, str, str]]] = {}  # model uuid -> kubelets started before it
+        # model uuid -> the kubelets (hostname, address, application, charm, config) started before its API
+        self._waiting: dict[str, list[tuple[str, str, str, str, dict[str, Any]]]] = {}
         self._fronts: dict[str, list[str]] = {}  # model uuid -> its load balancers' addresses
         self._lock = threading.Lock()
 
@@ -216,28 +239,30 @@ class LabClusters:
             return
         if self.juju.state.models.get(run.model.uuid) is not run.model:
             return  # another emulator's model, in the same process
-        node = (run.hostname, run.address, run.application, run.charm)
-        cluster = self.ensure(run.model, run.address) if run.charm == CONTROL_PLANE else self.cluster(run.model)
+        node = (run.hostname, run.address, run.application, run.charm, dict(run.config))
+        cluster = (self.ensure(run.model, run.address, kubernetes_version(run.config)) if run.charm == CONTROL_PLANE
+                   else self.cluster(run.model))
         if cluster is None:  # its kubelet keeps trying until an API server answers
             with self._lock:
                 self._waiting.setdefault(run.model.uuid, []).append(node)
             return
         with self._lock:
             nodes = [*self._waiting.pop(run.model.uuid, []), node]
-        for hostname, address, application, charm in nodes:
-            cluster.register_node(node_object(hostname, address, application, charm, cluster.server.store.now()))
+        for hostname, address, application, charm, config in nodes:
+            cluster.register_node(node_object(hostname, address, application, charm, cluster.server.store.now(),
+                                              config))
 
     def cluster(self, model: ModelState) -> Cluster | None:
         with self._lock:
             return self.clusters.get(model.uuid)
 
-    def ensure(self, model: ModelState, address: str) -> Cluster:
+    def ensure(self, model: ModelState, address: str, version: str = KUBERNETES_VERSION) -> Cluster:
         """The model's cluster, started at `address` on its first control-plane unit."""
         with self._lock:
             found = self.clusters.get(model.uuid)
             if found is not None:
                 return found
-            cluster = Cluster(model, address, self._binder(address), self.hosts)
+            cluster = Cluster(model, address, self._binder(address), self.hosts, version)
             cluster.start()
             self.clusters[model.uuid] = cluster
             for front in self._fronts.get(model.uuid, []):  # load balancers that started first
