@@ -19,6 +19,9 @@ host-packages:
 	  apt-get install -y -qq openssh-server sudo >/dev/null 2>&1 || \
 	  { apt-get update -qq && apt-get install -y -qq openssh-server sudo >/dev/null; }; \
 	else echo "note: lab hosts need openssh-server and sudo (apt-get install openssh-server sudo, as root)"; fi
+	@# kubectl, as operators run it against the lab's Kubernetes API (Debian's when the machine has none)
+	@if ! command -v kubectl >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null 2>&1 || true; fi
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

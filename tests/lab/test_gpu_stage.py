@@ -188,6 +188,28 @@ def test_the_clusters_api_answers_at_the_control_plane_hosts_address(ctd: KubeLa
         assert {a.type: a.address for a in node.status.addresses}["InternalIP"] == hosts[name]["address"]
 
 
+def test_a_pod_in_the_nvidia_runtime_class_on_a_host_without_it_fails_as_kubelet_reports(ctd: KubeLab) -> None:
+    """The RuntimeClass names a runtime the GPU hosts have; on node-02 (no NVIDIA runtime, as its
+    own containerd shows) a Pod in that class never starts, with kubelet's message."""
+    from kubernetes import client, config
+
+    core = client.CoreV1Api(config.new_client_from_config(str(ctd.inventory.parent / ".botlab" / "kubeconfig")))
+    core.create_namespaced_pod("default", {"metadata": {"name": "wrong-host"}, "spec": {
+        "runtimeClassName": "nvidia", "nodeSelector": {"kubernetes.io/hostname": "node-02"},
+        "containers": [{"name": "c", "image": "nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04"}]}})
+    try:
+        def failing() -> str:
+            events = core.list_namespaced_event("default", field_selector="involvedObject.name=wrong-host").items
+            return next((e.message for e in events if e.reason == "FailedCreatePodSandBox"), "")
+
+        wait_until(failing, "wrong-host's sandbox failure reported")
+        assert failing() == ("Failed to create pod sandbox: rpc error: code = Unknown desc = failed to get sandbox"
+                             ' runtime: no runtime for "nvidia" is configured')
+        assert core.read_namespaced_pod("wrong-host", "default").status.phase == "Pending"
+    finally:
+        core.delete_namespaced_pod("wrong-host", "default")
+
+
 def test_the_charm_rerendering_config_toml_is_detected_and_repaired(ctd: KubeLab) -> None:
     set_config(ctd, "containerd-gpu", {"http_proxy": "http://proxy.lab:3128"})  # behind botlab's back
     for host in GPU:  # the charm renders the whole file again, without the imports line

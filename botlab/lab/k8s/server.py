@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from botlab.lab.juju.tls import ControllerCerts
-from botlab.lab.k8s import errors, resources
+from botlab.lab.k8s import errors, resources, webhooks
 from botlab.lab.k8s.controllers import Controllers, admission
 from botlab.lab.k8s.resources import Catalogue, ResourceType
 from botlab.lab.k8s.store import DeleteOptions, Store
@@ -215,6 +215,7 @@ class K8sApiServer:
             self.store.validate = _validation_hook(self.store)
         if self.store.admit is None:
             self.store.admit = admission(self.store)  # the pod admission plugins (controllers.py)
+        webhooks.of(self.store)  # dynamic admission: the webhook configurations (webhooks.py)
         # The cluster's controllers (botlab.lab.k8s.controllers), when asked for: `controllers`
         # makes them for the store (e.g. controllers.with_controllers(gpus_of=...)); they run on
         # the serving loop from the application's start to its cleanup.

@@ -280,6 +280,11 @@ class Store:
     # registry generates it); raises errors.ApiError to refuse. botlab.lab.k8s.controllers
     # `admission` is the pod plugins (RuntimeClass, Priority, DefaultTolerationSeconds).
     admit: Callable[[ResourceType, Obj, str], None] | None = None
+    # Dynamic admission (botlab.lab.k8s.webhooks.Webhooks): called with the type, the operation
+    # ("CREATE", "UPDATE" or "DELETE"), the subresource, the object (None for a DELETE), the old
+    # object (None for a CREATE) and whether it is a dry run, after validation and before the
+    # write (of a create, a PUT/PATCH or a DELETE request); raises errors.ApiError to refuse.
+    webhooks: Callable[[ResourceType, str, str, Obj | None, Obj | None, bool], None] | None = None
     # Called with every committed change, after the watchers: lets in-process controllers
     # (botlab.lab.k8s.controllers) wake up when something changes. Must not write.
     listeners: list[Callable[[Event], None]] = field(default_factory=list)
@@ -408,6 +413,8 @@ class Store:
         if self.validate is not None:
             obj = self.validate(t, self.present(t, obj))
             meta = obj["metadata"]
+        if self.webhooks is not None:
+            self.webhooks(t, "CREATE", "", self.present(t, obj), None, dry_run)
         if (ns, name) in self._bucket(t):
             raise errors.already_exists(t.plural, t.group, name)
         if t.key == (CRD_GROUP, CRD_RESOURCE):
@@ -588,7 +595,7 @@ class Store:
                 else:
                     new.pop("status", None)
             self._keep_system_fields(t, live, new)
-        return self._commit_update(t, live, new, dry_run=dry_run), False
+        return self._commit_update(t, live, new, dry_run=dry_run, admission=subresource), False
 
     def _keep_system_fields(self, t: ResourceType, live: Obj, new: Obj) -> None:
         """What an update cannot change (rest.BeforeUpdate, FillObjectMetaSystemFields)."""
@@ -629,7 +636,9 @@ class Store:
         skip = {"metadata", "apiVersion", "kind"} | ({"status"} if t.has_status else set())
         return {k: v for k, v in obj.items() if k not in skip}
 
-    def _commit_update(self, t: ResourceType, live: Obj, new: Obj, *, dry_run: bool, validate: bool = True) -> Obj:
+    def _commit_update(self, t: ResourceType, live: Obj, new: Obj, *, dry_run: bool, validate: bool = True,
+                       admission: str | None = None) -> Obj:
+        """`admission`: the subresource of an update request, which `webhooks` then sees."""
         meta, old_meta = new["metadata"], live["metadata"]
         if old_meta.get("deletionTimestamp"):
             added = [f for f in meta.get("finalizers") or [] if f not in (old_meta.get("finalizers") or [])]
@@ -643,6 +652,8 @@ class Store:
         if validate and self.validate is not None:
             new = self.validate(t, self.present(t, new))
             meta = new["metadata"]
+        if admission is not None and self.webhooks is not None:
+            self.webhooks(t, "UPDATE", admission, self.present(t, new), self.present(t, live), dry_run)
         meta["resourceVersion"] = old_meta["resourceVersion"]
         if _same(live, new):
             return self.present(t, live)
@@ -719,6 +730,8 @@ class Store:
                                   f"{options.precondition_rv}, ResourceVersion in meta: {meta.get('resourceVersion')}")
         if t.key == ("", "namespaces") and name in IMMORTAL_NAMESPACES:
             raise errors.forbidden("namespaces", "", name, "this namespace may not be deleted")
+        if self.webhooks is not None:
+            self.webhooks(t, "DELETE", "", None, self.present(t, live), options.dry_run)
         policy = options.propagation
         if policy is None and options.orphan_dependents is not None:
             policy = "Orphan" if options.orphan_dependents else "Background"

@@ -769,7 +769,7 @@ def _mask_trailing_dash(name: str) -> str:
     return name[:-1] + "a" if len(name) > 1 and name.endswith("-") else name
 
 
-def _selector_matches(selector: dict[str, Any] | None, labels: dict[str, Any]) -> bool:
+def label_selector_matches(selector: dict[str, Any] | None, labels: dict[str, Any]) -> bool:
     """metav1.LabelSelectorAsSelector(selector).Matches(labels); a nil selector selects nothing."""
     if selector is None:
         return False
@@ -875,7 +875,7 @@ def _validate_workload(obj: dict[str, Any], kind: str) -> Iterator[FieldError]:
                           rendered=_go_label_selector(selector or {}))
     mismatch = invalid("spec.template.metadata.labels", None, "`selector` does not match template `labels`",
                        rendered=go_string_map(labels))
-    matches = _selector_matches(selector, labels or {})
+    matches = label_selector_matches(selector, labels or {})
     if kind == "DaemonSet":
         if selector is not None:
             yield from _validate_labels(selector.get("matchLabels"), "spec.selector.matchLabels")
