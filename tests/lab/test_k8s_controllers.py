@@ -6,7 +6,7 @@ plugin stand-in making GPU nodes advertise their count.
 
 No lab hosts: the server runs on 127.0.0.1 from a thread; the controllers run on its loop. Expectations
 follow kubernetes v1.31 (pkg/controller, pkg/scheduler, pkg/kubelet) and containerd v1.7's CRI plugin;
-see botlab/lab/k8s/controllers.py.
+see botlab/lab/k8s/controllers/.
 """
 
 from __future__ import annotations

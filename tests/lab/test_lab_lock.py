@@ -60,7 +60,10 @@ def spawn(inventory: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", "import sys; from botlab.cli import main; sys.exit(main())",
          "-i", str(inventory), *args],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As an operator's terminal has it: Ctrl-C delivered (a test run in the background
+        # inherits SIGINT ignored, and Python then keeps ignoring it).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def tags(lab: KubeLab) -> set[str]:

@@ -1,4 +1,4 @@
-"""The lab cluster's controllers, scheduler, kubelets and device plugin (botlab/lab/k8s/controllers.py),
+"""The lab cluster's controllers, scheduler, kubelets and device plugin (botlab/lab/k8s/controllers/),
 driven pass by pass over a store with a fake clock.
 
 Expectations follow kubernetes/kubernetes v1.31: pkg/controller/{deployment,replicaset,daemon,

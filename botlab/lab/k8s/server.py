@@ -214,7 +214,7 @@ class K8sApiServer:
         if self.store.validate is None:
             self.store.validate = _validation_hook(self.store)
         if self.store.admit is None:
-            self.store.admit = admission(self.store)  # the pod admission plugins (controllers.py)
+            self.store.admit = admission(self.store)  # the pod admission plugins (controllers/admission.py)
         webhooks.of(self.store)  # dynamic admission: the webhook configurations (webhooks.py)
         # The cluster's controllers (botlab.lab.k8s.controllers), when asked for: `controllers`
         # makes them for the store (e.g. controllers.with_controllers(gpus_of=...)); they run on

@@ -13,7 +13,7 @@ configuration in name order, and "calls" each:
 
 - `clientConfig.service`: reachable when the Service exists, is not headless, has the webhook's
   port (default 443) and selects at least one Ready pod (phase Running, condition Ready True,
-  not being deleted) -- what the controllers (controllers.py) make of the webhook's Deployment.
+  not being deleted) -- what the controllers (controllers/) make of the webhook's Deployment.
   `clientConfig.url`: never reachable.
 - Reachable, the lab does not run the webhook's code: it answers allowed, unless an answer was
   registered for the webhook's name with `Webhooks.answer(name, fn)` (fn(request) -> (allowed,
