@@ -54,7 +54,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, write_result
+from bench.common import RESULTS, boot_hosts, write_result
 
 SIZES = (1, 8, 32)
 TOOLS = ("botlab", "pyinfra", "ansible", "floor")
@@ -192,10 +192,8 @@ class Lab:
         self.manager.stop()
 
     def _boot(self) -> None:
-        import threading
 
         from botlab.lab.hosts.cloudinit import new_host_key
-        from botlab.lab.maas.hostbackend import BootRequest
 
         key = new_host_key("operator")
         key_file = self.workdir / "id_ed25519"
@@ -204,22 +202,8 @@ class Lab:
         (self.workdir / "home").mkdir(mode=0o700)
         user_data = f"#cloud-config\nssh_authorized_keys: ['{key.public}']\n".encode()
         self.manager.start()
-        done = threading.Semaphore(0)
-        problems: list[str] = []
-
-        def report(problem: str | None) -> None:
-            if problem:
-                problems.append(problem)
-            done.release()
-
         t0 = time.perf_counter()
-        for i, machine in enumerate(self.spec.machines):
-            self.manager.boot(BootRequest(f"f{i}", machine.hostname, f"10.76.0.{10 + i}", user_data, (), machine),
-                              report)
-        for _ in self.spec.machines:
-            done.acquire()
-        if problems:
-            raise RuntimeError(f"booting lab hosts: {problems[0]}")
+        boot_hosts(self.manager, self.spec, user_data, "f", "10.76.0")
         self.hosts = self.manager.hosts()
         _parallel(self._setup, [h.hostname for h in self.hosts])
         self.mount_ns = {Path(f"/proc/{h.pid}/ns/mnt").readlink().name for h in self.hosts}

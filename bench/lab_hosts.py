@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import write_result
+from bench.common import boot_hosts, write_result
 
 SIZES = (1, 10, 30)
 COMMANDS = 20
@@ -47,7 +46,6 @@ def one(n: int, workdir: Path) -> dict[str, Any]:
 
     from botlab.lab.hosts.cloudinit import new_host_key
     from botlab.lab.hosts.manager import HostManager
-    from botlab.lab.maas.hostbackend import BootRequest
     from botlab.lab.spec import generate_spec
 
     spec = generate_spec(n, n // 3)
@@ -59,22 +57,7 @@ def one(n: int, workdir: Path) -> dict[str, Any]:
     hosts = HostManager(workdir / f"lab{n}", spec)
     hosts.start()
     try:
-        done = threading.Semaphore(0)
-        problems: list[str] = []
-
-        def report(problem: str | None) -> None:
-            if problem:
-                problems.append(problem)
-            done.release()
-
-        started = time.perf_counter()
-        for i, machine in enumerate(spec.machines):
-            hosts.boot(BootRequest(f"s{i}", machine.hostname, f"10.77.0.{10 + i}", user_data, (), machine), report)
-        for _ in spec.machines:
-            done.acquire()
-        boot_s = time.perf_counter() - started
-        if problems:
-            raise RuntimeError(problems[0])
+        boot_s = boot_hosts(hosts, spec, user_data, "s", "10.77.0")
         running = hosts.hosts()
         mount_ns = {Path(f"/proc/{h.pid}/ns/mnt").readlink().name for h in running}
         rss = _rss_kib(_host_pids(mount_ns))

@@ -118,14 +118,6 @@ class KubeDriver:
 
         return await self._call(f"get {kind} {name}", work, read=True)
 
-    async def list(self, api_version: str, kind: str, namespace: str | None = None,
-                   label_selector: str = "") -> list[dict[str, Any]]:
-        def work() -> list[dict[str, Any]]:
-            found = self._resource(api_version, kind).get(namespace=namespace, label_selector=label_selector or None)
-            return [dict(item) for item in found.to_dict().get("items", [])]
-
-        return await self._call(f"list {kind}", work, read=True)
-
     async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj.get("metadata") or {}
 

@@ -17,19 +17,19 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client, config
 
 from botlab.lab.k8s import K8sApiServer, run_k8s
 from botlab.lab.k8s.controllers import Delays, with_controllers
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.lab
 
 KUBECTL = shutil.which("kubectl")
 GPU = "nvidia.com/gpu"
-T = TypeVar("T")
 
 # What the lab would read from its hosts: the containerd runtimes configured, the GPUs present.
 RUNTIMES: dict[str, tuple[set[str], str]] = {"cp-1": ({"runc"}, "runc"), "w-1": ({"runc"}, "runc"),
@@ -101,18 +101,6 @@ def kubectl(kubeconfig: Path,
         return result
 
     return run
-
-
-def eventually(probe: Callable[[], T], done: Callable[[T], bool], timeout: float = 15.0) -> T:
-    """Poll `probe` until `done(result)` (the controllers run on the server's own loop)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if done(result):
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout}s; last: {result!r}")
-        time.sleep(0.05)
 
 
 def conditions(obj: Any) -> dict[str, Any]:

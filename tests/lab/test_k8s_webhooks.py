@@ -14,10 +14,9 @@ import json
 import os
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -25,6 +24,7 @@ from kubernetes.client.rest import ApiException
 
 from botlab.lab.k8s import K8sApiServer, run_k8s, webhooks
 from botlab.lab.k8s.controllers import Delays, with_controllers
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.lab
 
@@ -32,7 +32,6 @@ KUBECTL = shutil.which("kubectl")
 NS = "metallb-system"
 HOOK = "ipaddresspoolvalidationwebhook.metallb.io"
 PATH = "/validate-metallb-io-v1beta1-ipaddresspool"
-T = TypeVar("T")
 
 
 def crd(kind: str, plural: str) -> dict[str, Any]:
@@ -58,17 +57,6 @@ def webhook_configuration(*, failure_policy: str = "Fail", resource: str = "ipad
 def pool(name: str) -> dict[str, Any]:
     return {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": name},
             "spec": {"addresses": ["10.10.0.200-10.10.0.250"]}}
-
-
-def eventually(probe: Callable[[], T], done: Callable[[T], bool], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if done(result):
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout}s; last: {result!r}")
-        time.sleep(0.05)
 
 
 class MetalLB:

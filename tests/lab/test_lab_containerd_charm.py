@@ -16,7 +16,6 @@ import tomllib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import paramiko
 import pytest
 from fabric import Connection
 
@@ -55,15 +54,6 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeLab]:
         control.stop(lab.info.dir)
 
 
-def connect(lab: KubeLab, hostname: str) -> Connection:
-    address = lab.maas_machines()[hostname]["ip_addresses"][0]
-    conn = Connection(address, user="ubuntu", connect_timeout=10,
-                      connect_kwargs={"key_filename": str(lab.info.dir / "keys" / "id_ed25519"),
-                                      "look_for_keys": False, "allow_agent": False})
-    conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    return conn
-
-
 def sh(conn: Connection, command: str) -> tuple[int, str]:
     result = conn.run(command, hide=True, warn=True, in_stream=False)
     return result.exited, result.stdout
@@ -91,7 +81,7 @@ def started_at(conn: Connection) -> float | None:
 def gpu_hosts(lab: KubeLab) -> dict[str, bool]:
     out = {}
     for hostname in lab.maas_machines():
-        with connect(lab, hostname) as conn:
+        with lab.host(hostname) as conn:
             out[hostname] = bool(sh(conn, "lspci -d 10de:")[1].strip())
     return out
 
@@ -118,7 +108,7 @@ def test_gpu_hosts_run_the_nvidia_runtime_by_default_and_other_hosts_have_none(k
     hosts = gpu_hosts(kube)
     assert sorted(h for h, gpu in hosts.items() if gpu) == ["node-03", "node-04"]
     for hostname, gpu in hosts.items():
-        with connect(kube, hostname) as conn:
+        with kube.host(hostname) as conn:
             config = dump(conn)
             # The charm's file is the only one (its template has no `imports`): config_v2.toml at REAL.
             assert config["imports"] == ["/etc/containerd/config.toml"], hostname
@@ -142,7 +132,7 @@ def test_gpu_hosts_run_the_nvidia_runtime_by_default_and_other_hosts_have_none(k
 
 
 def test_a_config_change_renders_the_whole_file_again_dropping_an_operators_drop_in(kube: KubeLab) -> None:
-    with connect(kube, "node-04") as conn:
+    with kube.host("node-04") as conn:
         # An operator's earlier SSH fix: an `imports` line in config.toml and a drop-in.
         sh(conn, "sudo mkdir -p /etc/containerd/conf.d && printf '%s' '" + DROP_IN
            + "' | sudo tee /etc/containerd/conf.d/99-nvidia.toml >/dev/null")
@@ -177,7 +167,7 @@ def test_a_config_change_renders_the_whole_file_again_dropping_an_operators_drop
 def test_auto_follows_the_hardware(kube: KubeLab) -> None:
     # gpu_driver auto: NVIDIA where `lspci -nnk` mentions nvidia (check_for_gpu() at REAL): the CPU workers'
     # containerd application switched to auto keeps runc only.
-    with connect(kube, "node-01") as conn, connect(kube, "node-02") as conn2:
+    with kube.host("node-01") as conn, kube.host("node-02") as conn2:
         started = {c.host: daemon(c)["started_at"] for c in (conn, conn2)}
         set_config(kube, "containerd", {"gpu_driver": "auto"})
         for c in (conn, conn2):

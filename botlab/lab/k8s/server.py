@@ -39,8 +39,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from botlab.lab.juju.tls import ControllerCerts
-from botlab.lab.k8s import errors, resources, webhooks
+from botlab.lab.k8s import errors, resources, validation, webhooks
+from botlab.lab.k8s.apply import ApplyConflict, ApplyError, default_manager, server_side_apply, update_managed_fields
 from botlab.lab.k8s.controllers import Controllers, admission
+from botlab.lab.k8s.patching import PatchError, apply_patch
 from botlab.lab.k8s.resources import Catalogue, ResourceType
 from botlab.lab.k8s.store import DeleteOptions, Store
 from botlab.lab.thread import ServerThread, Site
@@ -609,8 +611,6 @@ class K8sApiServer:
         """`new` with managedFields for a non-apply write: the fields it changed belong to the
         request's field manager (fieldManager, else the User-Agent's product, as
         staging/src/k8s.io/apiserver/pkg/endpoints/handlers/create.go derives it), operation Update."""
-        from botlab.lab.k8s.apply import default_manager, update_managed_fields
-
         manager = request.query.get("fieldManager") or default_manager(request.headers.get("User-Agent", ""))
         return update_managed_fields(live, new, manager, self.store.now(), subresource=subresource)
 
@@ -690,10 +690,6 @@ class K8sApiServer:
         if q.get("force") is not None:
             raise errors.invalid("PatchOptions", "meta.k8s.io", "", [errors.field_error(
                 "Forbidden", "force", "may not be specified for non-apply patch", with_value=False)])
-        try:
-            from botlab.lab.k8s.patching import PatchError, apply_patch
-        except ImportError as exc:
-            raise errors.not_implemented(f"PATCH {media} ({exc})") from None
         live = self.store.get(t, target.namespace, target.name or "")
         try:
             patched = apply_patch(live, body, media, t.kind)
@@ -714,13 +710,6 @@ class K8sApiServer:
                 "Required value", "fieldManager", "is required for apply patch", with_value=False)])
         force = _truthy(request.query.get("force"))
         try:
-            from botlab.lab.k8s import apply as apply_module
-            from botlab.lab.k8s.apply import ApplyConflict, server_side_apply
-        except ImportError as exc:
-            raise errors.not_implemented(f"PATCH {APPLY_PATCH} ({exc})") from None
-        # Its other refusals (400 / 500), when it defines them.
-        apply_error: type[Exception] = getattr(apply_module, "ApplyError", ApplyConflict)
-        try:
             applied = yaml.safe_load(body.decode() or "{}")
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise errors.bad_request(f"error decoding YAML: {exc}") from None
@@ -738,8 +727,8 @@ class K8sApiServer:
         try:
             result = server_side_apply(live, applied, manager, force, self.store.now())
         except ApplyConflict as exc:
-            raise errors.apply_conflict(str(getattr(exc, "message", exc)), list(getattr(exc, "causes", []))) from None
-        except apply_error as exc:
+            raise errors.apply_conflict(exc.message, list(exc.causes)) from None
+        except ApplyError as exc:  # its other refusals (400 / 500)
             raise _patch_error(exc) from None
         if live is None:
             result.setdefault("metadata", {})["name"] = name
@@ -831,15 +820,9 @@ _WARNINGS: ContextVar[list[str] | None] = ContextVar("warnings", default=None)
 
 def _validation_hook(store: Store) -> Callable[[ResourceType, dict[str, Any]], dict[str, Any]]:
     def hook(t: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
-        """Decoding and validation, as botlab.lab.k8s.validation does them (nothing while it is
-        missing): refusals as its Invalid says (400 or 422), unknown fields of a built-in
-        dropped after a warning (fieldValidation=Warn) or refused (Strict)."""
-        try:
-            from botlab.lab.k8s import validation
-        except ModuleNotFoundError as exc:
-            if exc.name == "botlab.lab.k8s.validation":
-                return obj
-            raise
+        """Decoding and validation, as botlab.lab.k8s.validation does them: refusals as its
+        Invalid says (400 or 422), unknown fields of a built-in dropped after a warning
+        (fieldValidation=Warn) or refused (Strict)."""
         mode = _FIELD_VALIDATION.get()
         schema = store.crd_schema(t) if t.crd is not None else None
         try:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any
 
-from botlab.lab.hosttools.gojson import go_float
+from botlab.lab.hosttools.gojson import go_float, go_type_name
 
 # The OpenAPI definitions of Kubernetes 1.31, as kubernetes-validate==1.31.0 ships them (converted to JSON
 # schema, with the x-kubernetes-* extensions kept). patching.py and apply.py navigate objects with them too.
@@ -401,18 +401,6 @@ def _scalar_type(schema: dict[str, Any] | None) -> str:
     return "interface {}"
 
 
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 class _Decoder:
     """Walks a JSON value against the schema the way the Go decoder walks it into the typed struct."""
 
@@ -444,7 +432,7 @@ class _Decoder:
                 return
             if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31:
                 return
-            kind = _json_kind(value)
+            kind = go_type_name(value)
             if kind == "number":
                 kind = "number " + go_number(value)
             raise _DirectError(self.type_error(kind, "int32", struct, stack))
@@ -455,14 +443,14 @@ class _Decoder:
             return
         if name in TIMES:
             if not isinstance(value, str):
-                raise _DirectError(self.type_error(_json_kind(value), "string", struct, stack))
+                raise _DirectError(self.type_error(go_type_name(value), "string", struct, stack))
             return
         if schema is None:
             return
         types = schema_types(schema)
         if is_struct(schema):
             if not isinstance(value, dict):
-                self.save(self.type_error(_json_kind(value), go_type(node), struct, stack))
+                self.save(self.type_error(go_type_name(value), go_type(node), struct, stack))
                 return
             short = (name or "").rsplit(".", 1)[-1]
             props = schema["properties"]
@@ -475,7 +463,7 @@ class _Decoder:
             return
         if "object" in types:
             if not isinstance(value, dict):
-                self.save(self.type_error(_json_kind(value), go_type(node), struct, stack))
+                self.save(self.type_error(go_type_name(value), go_type(node), struct, stack))
                 return
             extra = schema.get("additionalProperties")
             if isinstance(extra, dict):
@@ -484,14 +472,14 @@ class _Decoder:
             return
         if "array" in types:
             if not isinstance(value, list):
-                self.save(self.type_error(_json_kind(value), go_type(node), struct, stack))
+                self.save(self.type_error(go_type_name(value), go_type(node), struct, stack))
                 return
             for index, sub in enumerate(value):
                 self.walk(sub, items_schema(schema), struct, stack, f"{spath}[{index}]")
             return
         if "string" in types:
             if not isinstance(value, str):
-                self.save(self.type_error(_json_kind(value), go_type(node), struct, stack))
+                self.save(self.type_error(go_type_name(value), go_type(node), struct, stack))
             elif schema.get("format") == "byte":
                 error = _go_base64_error(value)
                 if error:
@@ -499,7 +487,7 @@ class _Decoder:
             return
         if "integer" in types:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self.save(self.type_error(_json_kind(value), go_type(node), struct, stack))
+                self.save(self.type_error(go_type_name(value), go_type(node), struct, stack))
                 return
             bits = 64 if schema.get("format") == "int64" else 32
             if not isinstance(value, int) or not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
@@ -507,10 +495,10 @@ class _Decoder:
             return
         if "number" in types:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                self.save(self.type_error(_json_kind(value), go_type(node), struct, stack))
+                self.save(self.type_error(go_type_name(value), go_type(node), struct, stack))
             return
         if "boolean" in types and not isinstance(value, bool):
-            self.save(self.type_error(_json_kind(value), go_type(node), struct, stack))
+            self.save(self.type_error(go_type_name(value), go_type(node), struct, stack))
 
 
 def _root(obj: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:

@@ -245,20 +245,6 @@ def rule_matches(rule: dict[str, Any], t: ResourceType, operation: str, subresou
 def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
     """A webhook's namespaceSelector/objectSelector: an empty or missing one matches all."""
     return not selector or label_selector_matches(selector, labels)
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
 
 
 def _labels(obj: Obj | None) -> dict[str, str]:
