@@ -29,6 +29,7 @@ conversion between managers of different apiVersions (one version per kind here)
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -136,7 +137,9 @@ DEDUCED = Shape("map", named=True, deduced=True)
 _SCALAR = Shape("scalar")
 _SCALARS = {name: Shape("scalar", scalar=name) for name in ("numeric", "string", "boolean")}
 _DEDUCED_LIST = Shape("list", atomic=True, deduced=True)
-_SHAPES: dict[int, Shape] = {}
+# Shapes by schema node. Keyed by id() for speed, so each entry keeps its node (an id is only
+# unique while its object lives: a collected node's id may be reused by another dict).
+_SHAPES: dict[int, tuple[dict[str, Any], Shape]] = {}
 
 
 def _resolve(shape: Shape, *values: Any) -> Shape:
@@ -155,10 +158,10 @@ def shape_of(node: dict[str, Any] | None) -> Shape:
     if node is None:
         return DEDUCED
     cached = _SHAPES.get(id(node))
-    if cached is not None:
-        return cached
+    if cached is not None and cached[0] is node:
+        return cached[1]
     shape = _compute_shape(node)
-    _SHAPES[id(node)] = shape
+    _SHAPES[id(node)] = (node, shape)
     return shape
 
 
@@ -210,12 +213,20 @@ def _compute_shape(node: dict[str, Any]) -> Shape:
     return _SCALAR
 
 
+_OBJECT_META: dict[str, Any] = {"$ref": "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
+
+
+@functools.cache
+def _definition_ref(name: str) -> dict[str, Any]:
+    """One reference node per definition, so the shape cache sees the same node each time."""
+    return {"$ref": "#/$defs/" + name}
+
+
 def root_shape(obj: dict[str, Any]) -> Shape:
     name = v.definition_name(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
     if name is not None:
-        return shape_of({"$ref": "#/$defs/" + name})
-    meta = {"$ref": "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
-    return Shape("map", fields={"metadata": meta}, named=True, open_fields=True)
+        return shape_of(_definition_ref(name))
+    return Shape("map", fields={"metadata": _OBJECT_META}, named=True, open_fields=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
